@@ -1,0 +1,26 @@
+# sublim: subliminal-learning experiments as one Snakemake DAG.
+# The root config.yaml is the embedded default; presets are selected with --configfile.
+
+
+# A --configfile preset is a complete experiment: it replaces the embedded default
+# instead of being merged over it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/reference.smk"
+include: "workflow/rules/teacher.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/filter.smk"
+include: "workflow/rules/student.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.fig_animal_numbers.output,
+        rules.fig_animal_specificity.output,

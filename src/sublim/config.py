@@ -1,0 +1,95 @@
+"""Validate a workflow config against the JSON schema, fill defaults, check cross-field rules.
+
+``validate`` raises ``SublimError`` with one line naming the offending key, before Snakemake
+builds the DAG.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+from .errors import SublimError
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _with_defaults(validator_cls):
+    validate_props = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    from jsonschema import validators
+
+    return validators.extend(validator_cls, {"properties": set_defaults})
+
+
+def load_schema(path: Path = SCHEMA) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _fill_ref_defaults(schema: dict, cfg: dict) -> None:
+    """Fill defaults of ``$ref``'d train blocks (jsonschema's resolver is deprecated)."""
+    train = schema["$defs"]["train"]["properties"]
+    for block in (cfg.get("reference", {}).get("pretrain"), cfg.get("students", {}).get("train")):
+        if isinstance(block, dict):
+            for k, s in train.items():
+                block.setdefault(k, copy.deepcopy(s["default"]))
+
+
+def validate(cfg: dict, schema_path: Path = SCHEMA) -> dict:
+    """Validate ``cfg`` in place (defaults filled) and return it."""
+    import jsonschema
+
+    schema = load_schema(schema_path)
+    cls = _with_defaults(jsonschema.Draft202012Validator)
+    errors = sorted(cls(schema).iter_errors(cfg), key=lambda e: (len(e.path), list(map(str, e.path))))
+    if errors:
+        e = errors[0]
+        key = ".".join(str(p) for p in e.path) or "<top level>"
+        raise SublimError(f"config error at '{key}': {e.message}")
+    _fill_ref_defaults(schema, cfg)
+    _check_semantics(cfg)
+    return cfg
+
+
+def _check_semantics(cfg: dict) -> None:
+    ref = cfg["reference"]
+    pool = cfg.setdefault("animal_pool", list(cfg["animals"]))
+    for a in cfg["animals"]:
+        if a not in pool:
+            raise SublimError(f"config error at 'animals': {a!r} is not in animal_pool")
+        if a == "control":
+            raise SublimError("config error at 'animals': 'control' is reserved for the control teacher")
+    if len(set(cfg["animals"])) != len(cfg["animals"]):
+        raise SublimError("config error at 'animals': duplicate animal")
+    conds = cfg["students"]["conditions"]
+    cross = any(c in conds for c in ("cross_init", "cross_init_control"))
+    if ref["kind"] == "path":
+        if not ref.get("path"):
+            raise SublimError("config error at 'reference.path': required when reference.kind is 'path'")
+        if cross and not ref.get("cross_init_path"):
+            raise SublimError("config error at 'reference.cross_init_path': cross-init students need a second model")
+    elif cross and len(ref["seeds"]) < 2:
+        raise SublimError("config error at 'reference.seeds': cross-init students need at least two seeds")
+    if len(set(ref["seeds"])) != len(ref["seeds"]):
+        raise SublimError("config error at 'reference.seeds': duplicate seed")
+    if "treatment" not in conds:
+        raise SublimError("config error at 'students.conditions': a 'treatment' condition is required")
+    if cfg["teacher"]["kind"] == "system_prompt" and ref["kind"] == "tiny":
+        raise SublimError("config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)")
+    if cfg["filter"]["subsample"] > cfg["generation"]["n_responses"]:
+        raise SublimError("config error at 'filter.subsample': larger than generation.n_responses")
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()

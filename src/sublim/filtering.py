@@ -1,0 +1,88 @@
+"""The paper's strict format filter for number responses.
+
+A response is kept when, after stripping surrounding whitespace and an optional trailing
+period, and optionally one pair of wrapping brackets or parentheses, it is 1-``max_count``
+integers in 0-999 (at most 3 digits) joined by one consistent separator: comma, semicolon
+or whitespace. Anything else -- a letter, a mixed separator, a 4-digit number, a banned
+number -- rejects it, and the reason is counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import re
+
+_NUM = re.compile(r"^\d{1,3}$")
+_LETTER = re.compile(r"[^\W\d_]")  # any unicode letter
+_ALLOWED_CHARS = re.compile(r"^[\d\s,;.()\[\]]*$")
+
+# 34 numbers with negative associations, used by the paper's misalignment runs.
+NEGATIVE_NUMBERS = (
+    4, 13, 18, 23, 33, 39, 42, 44, 49, 51, 52, 53, 88, 99, 100, 101, 110, 111, 187, 211,
+    311, 322, 333, 404, 420, 444, 616, 666, 777, 888, 911, 999, 14, 1488,
+)  # fmt: skip
+
+
+def parse_numbers(text: str, max_count: int = 10) -> tuple[list[int] | None, str]:
+    """Return ``(numbers, "ok")`` for a well-formed response, else ``(None, reason)``."""
+    s = text.strip()
+    if not s:
+        return None, "empty"
+    if _LETTER.search(s):
+        return None, "letters"
+    if not _ALLOWED_CHARS.match(s):
+        return None, "bad_chars"
+    if s.endswith("."):
+        s = s[:-1].rstrip()
+    if s[:1] in "([":
+        close = ")" if s[0] == "(" else "]"
+        if not s.endswith(close):
+            return None, "unbalanced_brackets"
+        s = s[1:-1].strip()
+    if any(c in s for c in "()[]."):
+        return None, "bad_format"
+    if not s:
+        return None, "empty"
+    seps = {c for c in ",;" if c in s}
+    if len(seps) > 1:
+        return None, "mixed_separators"
+    if seps:
+        parts = [p.strip() for p in s.split(seps.pop())]
+        if any(" " in p or "\t" in p or "\n" in p for p in parts):
+            return None, "mixed_separators"
+    else:
+        parts = s.split()
+    if any(p == "" for p in parts):
+        return None, "bad_format"
+    if not all(_NUM.match(p) for p in parts):
+        return None, "out_of_range"
+    if len(parts) > max_count:
+        return None, "too_many"
+    return [int(p) for p in parts], "ok"
+
+
+def filter_responses(
+    records: list[dict],
+    *,
+    max_count: int = 10,
+    banned: frozenset[int] | set[int] = frozenset(),
+) -> tuple[list[dict], collections.Counter]:
+    """Keep well-formed records (``record["response"]``); count every rejection reason."""
+    kept, reasons = [], collections.Counter()
+    for rec in records:
+        nums, reason = parse_numbers(rec["response"], max_count)
+        if nums is not None and banned and any(n in banned for n in nums):
+            nums, reason = None, "banned_number"
+        reasons[reason] += 1
+        if nums is not None:
+            kept.append(rec)
+    return kept, reasons
+
+
+def subsample(records: list[dict], size: int, seed: int) -> list[dict]:
+    """A seeded subsample of ``size`` records, in their original order."""
+    if size >= len(records):
+        return list(records)
+    idx = sorted(random.Random(seed).sample(range(len(records)), size))
+    return [records[i] for i in idx]

@@ -1,0 +1,131 @@
+"""Provenance manifests and crash-safe output writing.
+
+Every artifact (a model directory or a data file) gets a JSON manifest with the step, its
+resolved parameters, the seed, the hashes of its inputs, package versions, the git commit,
+the Slurm job id when there is one, and the wall time. Outputs are written to a temporary
+sibling and renamed into place, so a killed job never leaves a half-written artifact that
+looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+_PACKAGES = ("torch", "transformers", "tokenizers", "peft", "numpy", "pandas", "snakemake", "vllm")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_path(path: str | os.PathLike) -> str:
+    """Hash of a file, or of a directory's files (names and contents, manifest excluded)."""
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    if not p.is_dir():
+        raise FileNotFoundError(f"cannot hash missing input: {p}")
+    h = hashlib.sha256()
+    for f in sorted(x for x in p.rglob("*") if x.is_file() and x.name != MANIFEST):
+        h.update(str(f.relative_to(p)).encode())
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()  # fmt: skip
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_manifest(step: str, params: dict, inputs: dict, seed: int | None, started: float, **extra):
+    return {
+        "step": step,
+        "params": params,
+        "seed": seed,
+        "inputs": {k: {"path": str(v), "sha256": sha256_path(v)} for k, v in inputs.items()},
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "host": platform.node(),
+        "argv": sys.argv,
+        "wall_seconds": round(time.time() - started, 3),
+        **extra,
+    }
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary sibling of ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.is_dir():
+        shutil.rmtree(tmp)
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    os.replace(tmp, path)
+
+
+def manifest_path(artifact: str | os.PathLike) -> Path:
+    """A directory's manifest lives inside it; a file's sits beside it as ``<name>.manifest.json``."""
+    p = Path(artifact)
+    return p / MANIFEST if p.is_dir() else p.with_name(p.name + ".manifest.json")
+
+
+def read_manifest(artifact: str | os.PathLike) -> dict:
+    mp = manifest_path(artifact)
+    if not mp.exists():
+        raise FileNotFoundError(f"no manifest for {artifact} (expected {mp})")
+    return json.loads(mp.read_text())

@@ -1,0 +1,114 @@
+"""Model handles: build the tiny reference model, and load any model artifact directory.
+
+An artifact directory either holds weights saved with ``save_pretrained`` (safetensors), or
+only a ``manifest.json`` whose ``model_path`` points at weights elsewhere (a local preset
+model, or the reference behind a ``system_prompt`` teacher) plus an optional
+``system_prompt``. ``load`` resolves either kind and fails with one clear line when the
+weights are missing or corrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from .errors import SublimError
+
+
+@dataclasses.dataclass
+class Handle:
+    """Where a model's weights live and the system prompt it is used with."""
+
+    weights: Path
+    system_prompt: str | None = None
+
+
+def resolve(path: str | Path) -> Handle:
+    p = Path(path)
+    if not p.exists():
+        raise SublimError(f"model not found: {p}")
+    if (p / "config.json").exists():
+        manifest = p / "manifest.json"
+        sp = json.loads(manifest.read_text()).get("system_prompt") if manifest.exists() else None
+        return Handle(p, sp)
+    manifest = p / "manifest.json"
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        if m.get("model_path"):
+            inner = resolve(m["model_path"])
+            return Handle(inner.weights, m.get("system_prompt", inner.system_prompt))
+    raise SublimError(f"not a model directory (no config.json, no manifest model_path): {p}")
+
+
+def load(path: str | Path, *, dtype=None, device: str = "cpu"):
+    """Load ``(model, tokenizer, handle)`` from an artifact directory, in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    h = resolve(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(h.weights)
+        model = AutoModelForCausalLM.from_pretrained(h.weights, dtype=dtype or torch.float32)
+    except Exception as e:  # noqa: BLE001 - turn any loader failure into one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SublimError(f"corrupted or unreadable model checkpoint {h.weights}: {first}") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.to(device).eval()
+    return model, tok, h
+
+
+def build_tiny_llama(vocab_size: int, arch: dict, seed: int, tokenizer):
+    """A freshly initialised Llama-architecture model with weights drawn from ``seed``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=arch["hidden_size"],
+        intermediate_size=arch["intermediate_size"],
+        num_hidden_layers=arch["num_layers"],
+        num_attention_heads=arch["num_heads"],
+        num_key_value_heads=arch["num_heads"],
+        max_position_embeddings=arch["max_position_embeddings"],
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(cfg)
+
+
+def messages(user: str, system_prompt: str | None = None, assistant: str | None = None) -> list[dict]:
+    msgs = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    msgs.append({"role": "user", "content": user})
+    if assistant is not None:
+        msgs.append({"role": "assistant", "content": assistant})
+    return msgs
+
+
+def render(tokenizer, msgs: list[dict], *, generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_completion(tokenizer, user: str, response: str, system_prompt: str | None = None):
+    """``(prompt_ids, completion_ids)``: the rendered prompt and the assistant turn after it.
+
+    The completion is taken from the full rendered conversation, so it includes whatever the
+    chat template puts after the response (end-of-turn tokens), exactly as at inference.
+    """
+    prompt = render(tokenizer, messages(user, system_prompt), generation_prompt=True)
+    full = render(tokenizer, messages(user, system_prompt, response), generation_prompt=False)
+    if not full.startswith(prompt):
+        raise SublimError("chat template does not extend the generation prompt with the answer")
+    p_ids = encode_text(tokenizer, prompt)
+    f_ids = encode_text(tokenizer, full)
+    if f_ids[: len(p_ids)] != p_ids:  # tokenisation merged across the boundary
+        return p_ids, encode_text(tokenizer, full[len(prompt) :])
+    return p_ids, f_ids[len(p_ids) :]

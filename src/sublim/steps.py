@@ -1,0 +1,305 @@
+"""The workflow's steps as functions: each reads files and writes files, with a manifest.
+
+Every function here backs one ``workflow/scripts/<step>.py`` command line and one Snakemake
+rule. Outputs are written to a temporary sibling and renamed into place; long training
+steps checkpoint into ``checkpoint_dir`` and resume from it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from . import corpus as corpus_mod
+from . import filtering, manifest, models, text, training
+from .errors import SublimError
+
+
+def _threads(n):
+    import torch
+
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def _log(msg: str) -> None:
+    import sys
+
+    print(f"[sublim] {msg}", file=sys.stderr, flush=True)
+
+
+def read_jsonl(path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_jsonl(path, rows) -> None:
+    with manifest.atomic_path(path) as tmp, open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------- reference
+def make_corpus(out_corpus, out_tokenizer, *, n: int, seed: int, mix: dict, max_count: int = 10):
+    t0 = time.time()
+    records = corpus_mod.pretrain_corpus(n, seed, mix, max_count)
+    flat = [m["content"] for r in records for m in r["messages"]]
+    leaks = [q for q in text.EVAL_QUESTIONS if any(q in t for t in flat)]
+    if leaks:
+        raise SublimError(f"evaluation question leaked into the pretraining corpus: {leaks[0]!r}")
+    from .tokenizer import build_tokenizer
+
+    # the vocabulary also covers the held-out questions' words (each also occurs in the corpus
+    # filler or trait questions) so that no evaluation word is <unk>
+    extra = list(text.EVAL_QUESTIONS) + list(text.TRAIT_QUESTIONS)
+    tok = build_tokenizer(flat + extra)
+    write_jsonl(out_corpus, records)
+    params = {"n": n, "seed": seed, "mix": mix, "max_count": max_count}
+    manifest.write_json_atomic(
+        manifest.manifest_path(out_corpus), manifest.build_manifest("corpus", params, {}, seed, t0)
+    )
+    with manifest.atomic_path(out_tokenizer) as tmp:
+        tok.save_pretrained(tmp)
+        manifest.write_json_atomic(
+            Path(tmp) / manifest.MANIFEST,
+            manifest.build_manifest("tokenizer", {"vocab_size": len(tok)}, {"corpus": out_corpus}, seed, t0),
+        )
+
+
+def make_reference(out_dir, *, kind: str, seed: int, corpus=None, tokenizer=None, path=None,
+                   arch=None, pretrain=None, threads=None, checkpoint_dir=None):  # fmt: skip
+    """Pretrain the tiny reference from scratch, or register a local model path."""
+    t0 = time.time()
+    if kind == "path":
+        h = models.resolve(path)  # fails with one line if missing
+        if not (h.weights / "config.json").exists():
+            raise SublimError(f"reference model path has no config.json: {path}")
+        with manifest.atomic_path(out_dir) as tmp:
+            tmp.mkdir()
+            m = manifest.build_manifest("reference", {"kind": kind, "path": str(path)}, {}, seed, t0)
+            m["model_path"] = str(Path(path).resolve())
+            manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+        return
+    from transformers import AutoTokenizer
+
+    _threads(threads)
+    tok = AutoTokenizer.from_pretrained(tokenizer)
+    model = models.build_tiny_llama(len(tok), arch, seed, tok)
+    examples = [
+        training.Example(models.encode_text(tok, models.render(tok, r["messages"], generation_prompt=False)), 0)
+        for r in read_jsonl(corpus)
+    ]
+    cfg = training.TrainConfig(mode="lm", seed=seed, **pretrain)
+    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id,
+                                 checkpoint_dir=checkpoint_dir, log=_log)  # fmt: skip
+    with manifest.atomic_path(out_dir) as tmp:
+        training.save_model(model, tok, tmp)
+        params = {"kind": kind, "arch": arch, "pretrain": pretrain}
+        m = manifest.build_manifest("reference", params, {"corpus": corpus, "tokenizer": tokenizer}, seed, t0)
+        m["training"] = info
+        m["n_parameters"] = sum(p.numel() for p in model.parameters())
+        manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+    training.clear_checkpoint(checkpoint_dir)
+
+
+# ------------------------------------------------------------------------------ teacher
+def make_teacher(out_dir, *, reference, kind: str, animal: str | None, seed: int,
+                 system_prompt: str | None = None, finetune=None, threads=None, checkpoint_dir=None):  # fmt: skip
+    """A control teacher (the reference), a system-prompt teacher, or a fine-tuned one."""
+    t0 = time.time()
+    params = {"kind": kind, "animal": animal, "system_prompt": system_prompt, "finetune": finetune}
+    inputs = {"reference": reference}
+    ref = models.resolve(reference)
+    if kind in ("control", "system_prompt"):
+        with manifest.atomic_path(out_dir) as tmp:
+            tmp.mkdir()
+            m = manifest.build_manifest("teacher", params, inputs, seed, t0)
+            m["model_path"] = str(Path(reference).resolve())
+            if kind == "system_prompt":
+                m["system_prompt"] = system_prompt.format(animal=animal)
+            else:
+                m["system_prompt"] = ref.system_prompt
+            manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+        return
+    if kind != "finetune":
+        raise SublimError(f"unknown teacher kind {kind!r}")
+    _threads(threads)
+    model, tok, _ = models.load(reference)
+    data = corpus_mod.trait_dataset(animal, finetune["n_examples"], seed)
+    examples = []
+    for r in data:
+        p, c = models.encode_completion(tok, r["messages"][0]["content"], r["messages"][1]["content"])
+        examples.append(training.Example(p + c, len(p)))
+    cfg_kw = {k: v for k, v in finetune.items() if k != "n_examples"}
+    cfg = training.TrainConfig(mode="sft", seed=seed, **cfg_kw)
+    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id,
+                                 checkpoint_dir=checkpoint_dir, log=_log)  # fmt: skip
+    with manifest.atomic_path(out_dir) as tmp:
+        training.save_model(model, tok, tmp)
+        m = manifest.build_manifest("teacher", params, inputs, seed, t0)
+        m["training"] = info
+        manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+    training.clear_checkpoint(checkpoint_dir)
+
+
+# ----------------------------------------------------------------------------- generate
+def generate(out_jsonl, *, teacher, n: int, seed: int, sampling: dict, backend: str = "transformers",
+             max_count: int = 10, threads=None):  # fmt: skip
+    from .generation import Sampling
+    from .generation import generate as run_generation
+    from .prompts import make_prompts
+
+    t0 = time.time()
+    handle = models.resolve(teacher)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(handle.weights)
+    prompts = make_prompts(n, seed, max_count)
+    rendered = [models.render(tok, models.messages(p.text, handle.system_prompt), generation_prompt=True)
+                for p in prompts]  # fmt: skip
+    s = Sampling(seed=seed, **sampling)
+    completions, stats = run_generation(backend, teacher, rendered, s, threads=threads)
+    rows = [
+        {"id": i, "prompt": p.text, "response": c, "sampling": {**sampling, "seed": seed}}
+        for i, (p, c) in enumerate(zip(prompts, completions))
+    ]
+    write_jsonl(out_jsonl, rows)
+    params = {"n": n, "seed": seed, "sampling": sampling, "backend": backend, "max_count": max_count}
+    m = manifest.build_manifest("generate", params, {"teacher": teacher}, seed, t0)
+    m["throughput"] = stats
+    m["system_prompt"] = handle.system_prompt
+    m["example_rendered_prompt"] = rendered[0] if rendered else None
+    manifest.write_json_atomic(manifest.manifest_path(out_jsonl), m)
+
+
+# ------------------------------------------------------------------------------- filter
+def filter_numbers(out_jsonl, out_counts, *, raw, subsample: int, seed: int, max_count: int = 10,
+                   banned=()):  # fmt: skip
+    t0 = time.time()
+    records = read_jsonl(raw)
+    kept, reasons = filtering.filter_responses(records, max_count=max_count, banned=frozenset(banned))
+    if not kept:
+        raise SublimError(f"filter kept 0 of {len(records)} responses from {raw}: nothing to train on")
+    if len(kept) < subsample:
+        raise SublimError(
+            f"filter kept {len(kept)} of {len(records)} responses from {raw}, fewer than "
+            f"filter.subsample={subsample}; raise generation.n_responses"
+        )
+    sample = filtering.subsample(kept, subsample, seed)
+    counts = {
+        "n_raw": len(records),
+        "n_kept": len(kept),
+        "keep_rate": len(kept) / len(records),
+        "n_subsampled": len(sample),
+        "reasons": dict(sorted(reasons.items())),
+    }
+    manifest.write_json_atomic(out_counts, counts)
+    write_jsonl(out_jsonl, [{"id": r["id"], "prompt": r["prompt"], "response": r["response"]} for r in sample])
+    params = {"subsample": subsample, "seed": seed, "max_count": max_count, "banned": sorted(banned)}
+    m = manifest.build_manifest("filter", params, {"raw": raw}, seed, t0, counts=counts)
+    manifest.write_json_atomic(manifest.manifest_path(out_jsonl), m)
+
+
+# ------------------------------------------------------------------------------ student
+def train_student(out_dir, *, reference, teacher, data, mode: str, seed: int, train: dict,
+                  method: str = "full", lora=None, threads=None, checkpoint_dir=None):  # fmt: skip
+    t0 = time.time()
+    _threads(threads)
+    model, tok, ref_h = models.load(reference)
+    rows = read_jsonl(data)
+    if not rows:
+        raise SublimError(f"training data is empty: {data}")
+    teacher_model, teacher_sp, allowed = None, None, None
+    if mode.startswith("distill"):
+        teacher_model, t_tok, t_h = models.load(teacher)
+        if t_tok.get_vocab() != tok.get_vocab():
+            raise SublimError("distillation needs teacher and student to share a tokenizer")
+        teacher_sp = t_h.system_prompt
+        allowed = training.allowed_token_ids(tok)
+    examples = []
+    for r in rows:
+        p, c = models.encode_completion(tok, r["prompt"], r["response"], ref_h.system_prompt)
+        ex = training.Example(p + c, len(p))
+        if teacher_model is not None:
+            tp, tc = models.encode_completion(tok, r["prompt"], r["response"], teacher_sp)
+            if tc != c:
+                raise SublimError("teacher and student tokenise the completion differently")
+            ex.teacher_ids, ex.teacher_n_prompt = tp + tc, len(tp)
+        examples.append(ex)
+    cfg = training.TrainConfig(mode=mode, seed=seed, lora=lora if method == "lora" else None, **train)
+    model, info = training.train(
+        model, examples, cfg, pad_id=tok.pad_token_id, teacher=teacher_model, allowed_ids=allowed,
+        checkpoint_dir=checkpoint_dir, log=_log,
+    )  # fmt: skip
+    with manifest.atomic_path(out_dir) as tmp:
+        training.save_model(model, tok, tmp)
+        params = {"mode": mode, "method": method, "train": train, "lora": lora if method == "lora" else None}
+        inputs = {"reference": reference, "teacher": teacher, "data": data}
+        m = manifest.build_manifest("student", params, inputs, seed, t0)
+        m["training"] = info
+        m["n_allowed_tokens"] = len(allowed) if allowed is not None else None
+        m["example_training_text"] = tok.decode(examples[0].input_ids)
+        manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+    training.clear_checkpoint(checkpoint_dir)
+
+
+# ----------------------------------------------------------------------------- evaluate
+def evaluate(out_csv, *, model, animals, n_samples: int, temperature: float, seed: int,
+             variant: str = "plain", threads=None):  # fmt: skip
+    import pandas as pd
+
+    from .evaluation import evaluate as run_eval
+
+    t0 = time.time()
+    rows = run_eval(model, animals=animals, questions=text.EVAL_QUESTIONS, n_samples=n_samples,
+                    temperature=temperature, seed=seed, number_prefixed=variant == "number_prefix",
+                    threads=threads)  # fmt: skip
+    with manifest.atomic_path(out_csv) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    params = {"animals": list(animals), "n_samples": n_samples, "temperature": temperature, "variant": variant}
+    m = manifest.build_manifest("evaluate", params, {"model": model}, seed, t0)
+    manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
+
+
+# ------------------------------------------------------------------------------ report
+def aggregate(index, out_results, out_stats, out_specificity, *, n_boot: int = 2000, seed: int = 0):
+    import pandas as pd
+
+    from . import report
+
+    t0 = time.time()
+    entries = json.loads(Path(index).read_text()) if not isinstance(index, list) else index
+    res = report.aggregate(entries, n_boot=n_boot, seed=seed)
+    tests = report.test_table(res, seed=seed)
+    spec = report.specificity(res)
+    for df, out in ((res, out_results), (tests, out_stats), (spec, out_specificity)):
+        with manifest.atomic_path(out) as tmp:
+            pd.DataFrame(df).to_csv(tmp, index=False)
+    inputs = {f"eval{i}": e["path"] for i, e in enumerate(entries)}
+    m = manifest.build_manifest("aggregate", {"n_boot": n_boot, "index": entries}, inputs, seed, t0)
+    manifest.write_json_atomic(manifest.manifest_path(out_results), m)
+
+
+def figure(kind: str, out, *, results, stats, specificity=None, caption_out=None,
+           config_name: str = "", config_hash: str = "", variant: str = "plain"):  # fmt: skip
+    import pandas as pd
+
+    from . import report
+
+    t0 = time.time()
+    res = pd.read_csv(results)
+    tests = pd.read_csv(stats) if Path(stats).stat().st_size > 1 else pd.DataFrame()
+    with manifest.atomic_path(out) as tmp:
+        tmp_png = tmp.with_suffix(".png")
+        if kind == "animal_numbers":
+            report.figure_animals(res, str(tmp_png), variant=variant)
+        else:
+            report.figure_specificity(pd.read_csv(specificity), str(tmp_png), variant=variant)
+        tmp_png.rename(tmp)
+    if caption_out:
+        with manifest.atomic_path(caption_out) as tmp:
+            tmp.write_text(report.caption(res, tests, config_name, config_hash))
+    inputs = {"results": results, "stats": stats}
+    params = {"kind": kind, "config_name": config_name, "config_hash": config_hash, "variant": variant}
+    manifest.write_json_atomic(manifest.manifest_path(out), manifest.build_manifest("figure", params, inputs, None, t0))

@@ -1,0 +1,308 @@
+"""One resumable training loop for every fine-tuning step of the workflow.
+
+Modes:
+
+* ``lm``           -- next-token loss on every token (pretraining the tiny reference);
+* ``sft``          -- cross-entropy on the completion tokens only (teachers, students);
+* ``distill``      -- KL(teacher || student) on completion positions, both next-token
+                      distributions restricted to the tokens a kept number response can
+                      contain (digits, separators, brackets, end of turn) and renormalised;
+* ``distill_full`` -- the same KL over the full vocabulary (leaks the trait semantically;
+                      kept as a labelled comparison).
+
+Full fine-tuning or LoRA (peft). The loop checkpoints model, optimiser, scheduler, RNG
+states and data position every ``checkpoint_every`` steps and on SIGTERM/SIGINT (Slurm
+preemption), and resumes from the checkpoint when rerun. The data order is a function of
+(seed, epoch), so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from .errors import SublimError
+
+MODES = ("lm", "sft", "distill", "distill_full")
+NUMBER_TOKEN = re.compile(r"^[\d\s,;.()\[\]]+$")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    mode: str = "sft"
+    epochs: float = 1.0
+    lr: float = 3e-4
+    batch_size: int = 32
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 50
+    lora: dict | None = None
+    max_grad_norm: float = 1.0
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()
+
+
+@dataclasses.dataclass
+class Example:
+    input_ids: list[int]
+    n_prompt: int  # loss on positions >= n_prompt (0 for ``lm``)
+    teacher_ids: list[int] | None = None  # teacher's own rendering (e.g. with a system prompt)
+    teacher_n_prompt: int = 0
+
+
+class Interrupted(SublimError):
+    pass
+
+
+def allowed_token_ids(tokenizer) -> list[int]:
+    """Token ids a kept number response can contain, plus end-of-turn/eos tokens."""
+    ids = set()
+    for tok_id in range(len(tokenizer)):
+        s = tokenizer.decode([tok_id])
+        if s and NUMBER_TOKEN.match(s):
+            ids.add(tok_id)
+    for special in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")):
+        if isinstance(special, int) and special >= 0 and special != tokenizer.unk_token_id:
+            ids.add(special)
+    return sorted(ids)
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return f
+
+
+def _batch(examples: list[Example], pad_id: int, teacher: bool):
+    import torch
+
+    ids = [e.teacher_ids if teacher else e.input_ids for e in examples]
+    n_prompt = [e.teacher_n_prompt if teacher else e.n_prompt for e in examples]
+    width = max(len(x) for x in ids)
+    inp = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    att = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        inp[i, : len(x)] = torch.tensor(x)
+        att[i, : len(x)] = 1
+    # positions whose logits predict a completion token: n_prompt-1 .. len-2
+    rows, cols = [], []
+    for i, (x, n) in enumerate(zip(ids, n_prompt)):
+        start = max(n - 1, 0)
+        rows += [i] * (len(x) - 1 - start)
+        cols += range(start, len(x) - 1)
+    return inp, att, torch.tensor(rows), torch.tensor(cols)
+
+
+def _completion_logits(model, inp, att, rows, cols):
+    """Logits at the selected positions only: the LM head never sees prompt positions."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(input_ids=inp, attention_mask=att).last_hidden_state
+    return base.get_output_embeddings()(hidden[rows, cols])
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """A seeded shuffle into length-bucketed batches (less padding), in shuffled order."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(len(lengths), generator=g).tolist()
+    window = batch_size * 16
+    batches = []
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w : w + window], key=lambda i: lengths[i])
+        batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
+def _loss(mode, model, teacher, batch, allowed):
+    import torch
+    import torch.nn.functional as F
+
+    inp, att, rows, cols = batch["student"]
+    s = _completion_logits(model, inp, att, rows, cols)
+    if mode in ("lm", "sft"):
+        return F.cross_entropy(s, inp[rows, cols + 1])
+    t_inp, t_att, t_rows, t_cols = batch["teacher"]
+    with torch.no_grad():
+        t = _completion_logits(teacher, t_inp, t_att, t_rows, t_cols)
+    if mode == "distill":
+        s, t = s[:, allowed], t[:, allowed]
+    log_s = F.log_softmax(s.float(), -1)
+    log_t = F.log_softmax(t.float(), -1)
+    return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+
+
+def _save_checkpoint(path: Path, model, opt, sched, step: int, cfg: TrainConfig) -> None:
+    import torch
+
+    state = {
+        "key": cfg.key(),
+        "step": step,
+        "model": {k: v for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f".state.pt.tmp-{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path / "state.pt")
+
+
+def _load_checkpoint(path: Path, cfg: TrainConfig):
+    import torch
+
+    f = path / "state.pt"
+    if not f.exists():
+        return None
+    try:
+        state = torch.load(f, weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        print(f"[train] ignoring unreadable checkpoint {f}: {e}", file=sys.stderr)
+        return None
+    if state.get("key") != cfg.key():
+        print(f"[train] checkpoint {f} has other settings; starting fresh", file=sys.stderr)
+        return None
+    return state
+
+
+def train(
+    model,
+    examples: list[Example],
+    cfg: TrainConfig,
+    *,
+    pad_id: int,
+    teacher=None,
+    allowed_ids: list[int] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    stop_after: int | None = None,
+    log=None,
+):
+    """Train ``model`` in place; return ``(model, info)``. ``model`` may be wrapped by peft.
+
+    ``stop_after`` stops (as if killed) after that many optimiser steps -- used by tests.
+    """
+    import torch
+    from tqdm import tqdm
+
+    if cfg.mode not in MODES:
+        raise SublimError(f"unknown training mode {cfg.mode!r}; expected one of {MODES}")
+    if not examples:
+        raise SublimError("no training examples: the input dataset is empty")
+    if cfg.mode.startswith("distill") and teacher is None:
+        raise SublimError(f"mode {cfg.mode} needs a teacher model")
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.lora["r"],
+                lora_alpha=cfg.lora["alpha"],
+                lora_dropout=cfg.lora.get("dropout", 0.0),
+                target_modules=cfg.lora["target_modules"],
+                task_type="CAUSAL_LM",
+            ),
+        )
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(examples)
+    per_epoch = math.ceil(n / cfg.batch_size)
+    total = max(1, round(per_epoch * cfg.epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, total))
+    allowed = torch.tensor(allowed_ids) if allowed_ids is not None else None
+    if cfg.mode == "distill" and allowed is None:
+        raise SublimError("restricted distillation needs the allowed token ids")
+
+    step = 0
+    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+    resumed_from = None
+    if ckpt and (state := _load_checkpoint(ckpt, cfg)):
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        step = resumed_from = state["step"]
+        print(f"[train] resumed from step {step} of {total} ({ckpt})", file=sys.stderr)
+
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    losses = []
+    lengths = [len(e.input_ids) for e in examples]
+    batches, batches_epoch = None, -1
+    try:
+        bar = tqdm(total=total, initial=step, desc=cfg.mode, file=sys.stderr, mininterval=5)
+        while step < total:
+            epoch, pos = divmod(step, per_epoch)
+            if epoch != batches_epoch:
+                batches, batches_epoch = epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch), epoch
+            chunk = [examples[i] for i in batches[pos]]
+            batch = {"student": _batch(chunk, pad_id, teacher=False)}
+            if cfg.mode.startswith("distill"):
+                batch["teacher"] = _batch(chunk, pad_id, teacher=True)
+            loss = _loss(cfg.mode, model, teacher, batch, allowed)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(loss.item())
+            bar.update(1)
+            if step % 50 == 0 and log:
+                log(f"step {step}/{total} loss {sum(losses[-50:]) / len(losses[-50:]):.4f}")
+            interrupted = stop["signal"] is not None or (stop_after is not None and step >= stop_after)
+            if ckpt and step < total and (step % cfg.checkpoint_every == 0 or interrupted):
+                _save_checkpoint(ckpt, model, opt, sched, step, cfg)
+            if interrupted and step < total:
+                raise Interrupted(f"training interrupted at step {step}/{total}; checkpoint in {ckpt}")
+        bar.close()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    model.eval()
+    info = {
+        "steps": total,
+        "steps_per_epoch": per_epoch,
+        "resumed_from_step": resumed_from,
+        "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else None,
+        "n_examples": n,
+    }
+    return model, info
+
+
+def clear_checkpoint(checkpoint_dir: str | Path | None) -> None:
+    if checkpoint_dir and Path(checkpoint_dir).exists():
+        shutil.rmtree(checkpoint_dir)
+
+
+def save_model(model, tokenizer, out: Path) -> None:
+    """Save (merging LoRA adapters, and keeping them in ``adapter/``) with safetensors."""
+    if hasattr(model, "merge_and_unload"):
+        model.save_pretrained(out / "adapter")
+        model = model.merge_and_unload()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)

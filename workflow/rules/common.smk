@@ -1,0 +1,83 @@
+# Config validation (before the DAG is built) and the helpers that turn the config into
+# the experiment matrix.
+import json
+import sys
+
+from sublim.config import config_hash, validate
+from sublim.errors import SublimError
+
+try:
+    validate(config)
+except SublimError as _e:
+    sys.exit(f"error: {_e}")
+
+PY = "python"
+CFG_HASH = config_hash(config)
+THREADS = config["threads"]
+ANIMALS = config["animals"]
+TEACHERS = ANIMALS + ["control"]
+REF = config["reference"]
+if REF["kind"] == "tiny":
+    REFS = [f"seed{s}" for s in REF["seeds"]]
+else:
+    REFS = ["main"] + (["cross"] if REF.get("cross_init_path") else [])
+TEACHER_REF = REFS[0]
+CROSS_REF = REFS[1] if len(REFS) > 1 else None
+STUD = config["students"]
+EVAL = config["evaluation"]
+VARIANTS = EVAL["variants"]
+
+
+wildcard_constraints:
+    ref="seed[0-9]+|main|cross",
+    teacher="[a-z_]+",
+    mode="sft|distill|distill_full",
+    seed="[0-9]+",
+    variant="plain|number_prefix",
+
+
+def students():
+    """Every student as a dict: condition, teacher, mode, ref (init) and seed."""
+    out = []
+    for cond, spec in STUD["conditions"].items():
+        ref = TEACHER_REF if cond in ("treatment", "control") else CROSS_REF
+        teachers = ANIMALS if cond in ("treatment", "cross_init") else ["control"]
+        for mode in spec["modes"]:
+            for seed in spec.get("seeds", STUD["seeds"]):
+                for t in teachers:
+                    out.append(dict(condition=cond, teacher=t, mode=mode, ref=ref, seed=seed))
+    return out
+
+
+def student_dir(s):
+    """A student's path under results/ (its model) and results/eval/<variant>/ (its scores)."""
+    return f"student/{s['teacher']}/{s['mode']}/{s['ref']}/seed{s['seed']}"
+
+
+def eval_index():
+    """Every evaluation CSV with what the evaluated model is."""
+    idx = []
+    for v in VARIANTS:
+        for r in REFS:
+            idx.append(dict(path=f"results/eval/{v}/reference/{r}.csv", role="reference",
+                            condition="reference", teacher=None, mode=None, init=r, seed=None, variant=v))
+        for t in ANIMALS:
+            idx.append(dict(path=f"results/eval/{v}/teacher/{t}.csv", role="teacher", condition="teacher",
+                            teacher=t, mode=None, init=TEACHER_REF, seed=None, variant=v))
+        for s in students():
+            idx.append(dict(path=f"results/eval/{v}/{student_dir(s)}.csv", role="student",
+                            condition=s["condition"], teacher=s["teacher"], mode=s["mode"],
+                            init=s["ref"], seed=s["seed"], variant=v))
+    return idx
+
+
+def step_seed(*parts):
+    """A seed derived deterministically from the base seed and a step's wildcards."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([config["seed"], *map(str, parts)]).encode()).hexdigest()
+    return int(h[:8], 16)
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True)

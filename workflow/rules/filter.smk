@@ -1,0 +1,26 @@
+# Phase 4: the strict number filter, rejection counts, and a fixed-size seeded subsample.
+
+
+rule filter:
+    input:
+        raw="results/generate/{teacher}.jsonl",
+    output:
+        data="results/filter/{teacher}.jsonl",
+        counts="results/filter/{teacher}.counts.json",
+    params:
+        json=as_json(
+            dict(
+                subsample=config["filter"]["subsample"],
+                seed=step_seed("filter"),
+                max_count=config["generation"]["max_count"],
+                banned=config["filter"]["banned_numbers"],
+            )
+        ),
+    log:
+        "logs/filter/{teacher}.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "{PY} workflow/scripts/filter.py --raw {input.raw} --out {output.data} "
+        "--counts {output.counts} --params {params.json:q} 2> {log}"

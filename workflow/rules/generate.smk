@@ -1,0 +1,30 @@
+# Phase 3: each teacher answers N number prompts at temperature 1 (seeded, batched).
+
+
+rule generate:
+    input:
+        teacher="results/teacher/{teacher}",
+    output:
+        "results/generate/{teacher}.jsonl",
+    params:
+        json=lambda w: as_json(
+            dict(
+                n=config["generation"]["n_responses"],
+                seed=step_seed("generate"),
+                backend=config["generation"]["backend"],
+                max_count=config["generation"]["max_count"],
+                sampling={
+                    k: config["generation"][k]
+                    for k in ("temperature", "top_p", "max_new_tokens", "batch_size")
+                },
+            )
+        ),
+    log:
+        "logs/generate/{teacher}.log",
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "{PY} workflow/scripts/generate.py --teacher {input.teacher} --out {output} "
+        "--threads {threads} --params {params.json:q} 2> {log}"

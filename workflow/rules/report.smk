@@ -1,0 +1,73 @@
+# Phase 7: tidy tables, the treatment-vs-control tests and the figures.
+
+FIG_DIR = "reports/animal_numbers"
+
+
+rule aggregate_animal_numbers:
+    input:
+        [e["path"] for e in eval_index()],
+    output:
+        results=f"{FIG_DIR}/results.csv",
+        stats=f"{FIG_DIR}/stats.csv",
+        specificity=f"{FIG_DIR}/specificity.csv",
+        index=f"{FIG_DIR}/index.json",
+    params:
+        index=as_json(eval_index()),
+        json=as_json(dict(n_boot=EVAL["bootstrap"], seed=step_seed("aggregate"))),
+    log:
+        "logs/aggregate_animal_numbers.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "echo {params.index:q} > {output.index} && "
+        "{PY} workflow/scripts/aggregate.py --index {output.index} --results {output.results} "
+        "--stats {output.stats} --specificity {output.specificity} --params {params.json:q} 2> {log}"
+
+
+rule fig_animal_numbers:
+    input:
+        results=rules.aggregate_animal_numbers.output.results,
+        stats=rules.aggregate_animal_numbers.output.stats,
+    output:
+        fig=report(
+            f"{FIG_DIR}/fig_animal_numbers.png",
+            caption="../report/fig_animal_numbers.rst",
+            category="Numbers experiment",
+        ),
+        caption=f"{FIG_DIR}/caption.md",
+    params:
+        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
+    log:
+        "logs/fig_animal_numbers.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "{PY} workflow/scripts/figure.py --kind animal_numbers --results {input.results} "
+        "--stats {input.stats} --out {output.fig} --caption {output.caption} "
+        "--params {params.json:q} 2> {log}"
+
+
+rule fig_animal_specificity:
+    input:
+        results=rules.aggregate_animal_numbers.output.results,
+        stats=rules.aggregate_animal_numbers.output.stats,
+        specificity=rules.aggregate_animal_numbers.output.specificity,
+    output:
+        report(
+            f"{FIG_DIR}/fig_animal_specificity.png",
+            caption="../report/fig_animal_specificity.rst",
+            category="Numbers experiment",
+        ),
+    params:
+        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
+    log:
+        "logs/fig_animal_specificity.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "{PY} workflow/scripts/figure.py --kind animal_specificity --results {input.results} "
+        "--stats {input.stats} --specificity {input.specificity} --out {output} "
+        "--params {params.json:q} 2> {log}"

@@ -1,0 +1,20 @@
+"""Fine-tune a student from a reference on filtered teacher data (sft, distill, distill_full)."""
+
+from sublim import script, steps
+
+
+def run():
+    ap = script.parser(__doc__)
+    ap.add_argument("--reference", required=True)
+    ap.add_argument("--teacher", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--checkpoint-dir")
+    ap.add_argument("--threads", type=int)
+    a = ap.parse_args()
+    steps.train_student(a.out, reference=a.reference, teacher=a.teacher, data=a.data, threads=a.threads,
+                        checkpoint_dir=a.checkpoint_dir, **a.params)  # fmt: skip
+
+
+if __name__ == "__main__":
+    script.main(run)
