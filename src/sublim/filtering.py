@@ -35,7 +35,9 @@ def parse_numbers(text: str, max_count: int = 10) -> tuple[list[int] | None, str
         return None, "bad_chars"
     if s.endswith("."):
         s = s[:-1].rstrip()
-    if s[:1] in "([":
+    if not s:
+        return None, "empty"
+    if s[0] in "([":
         close = ")" if s[0] == "(" else "]"
         if not s.endswith(close):
             return None, "unbalanced_brackets"

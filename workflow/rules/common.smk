@@ -11,7 +11,7 @@ try:
 except SublimError as _e:
     sys.exit(f"error: {_e}")
 
-PY = "python"
+PY = sys.executable  # the interpreter running Snakemake: the project venv
 CFG_HASH = config_hash(config)
 THREADS = config["threads"]
 ANIMALS = config["animals"]
