@@ -121,7 +121,7 @@ def figure_animals(res: pd.DataFrame, out_png: str, variant: str = "plain") -> N
     """P(target) and logit margin by condition, per mode and target animal, 95% CIs over seeds."""
     plt, sns = _setup_mpl()
     s = res[(res["role"] == "student") & (res["variant"] == variant)]
-    targets = sorted(s.loc[s["condition"] == "treatment", "animal"].unique())
+    targets = sorted(s.loc[(s["condition"] == "treatment") & s["is_target"], "animal"].unique())
     treated = s[s["condition"].isin(["treatment", "cross_init"]) & s["is_target"]]
     controls = s[s["condition"].isin(["control", "cross_init_control"]) & s["animal"].isin(targets)]
     refs = res[(res["role"] == "reference") & (res["variant"] == variant) & res["animal"].isin(targets)].copy()

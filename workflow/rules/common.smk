@@ -1,6 +1,7 @@
 # Config validation (before the DAG is built) and the helpers that turn the config into
 # the experiment matrix.
 import json
+import os
 import sys
 
 from sublim.config import config_hash, validate
@@ -12,6 +13,7 @@ except SublimError as _e:
     sys.exit(f"error: {_e}")
 
 PY = sys.executable  # the interpreter running Snakemake: the project venv
+SCRIPTS = os.path.relpath(os.path.join(workflow.basedir, "workflow", "scripts"))
 CFG_HASH = config_hash(config)
 THREADS = config["threads"]
 ANIMALS = config["animals"]

@@ -30,5 +30,5 @@ rule evaluate:
         mem_mb=3000,
         runtime=30,
     shell:
-        "{PY} workflow/scripts/evaluate.py --model {input.model} --out {output} "
+        "{PY} {SCRIPTS}/evaluate.py --model {input.model} --out {output} "
         "--threads {threads} --params {params.json:q} 2> {log}"

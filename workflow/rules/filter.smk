@@ -22,5 +22,5 @@ rule filter:
         mem_mb=1000,
         runtime=10,
     shell:
-        "{PY} workflow/scripts/filter.py --raw {input.raw} --out {output.data} "
+        "{PY} {SCRIPTS}/filter.py --raw {input.raw} --out {output.data} "
         "--counts {output.counts} --params {params.json:q} 2> {log}"

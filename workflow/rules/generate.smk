@@ -26,5 +26,5 @@ rule generate:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{PY} workflow/scripts/generate.py --teacher {input.teacher} --out {output} "
+        "{PY} {SCRIPTS}/generate.py --teacher {input.teacher} --out {output} "
         "--threads {threads} --params {params.json:q} 2> {log}"

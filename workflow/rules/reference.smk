@@ -21,7 +21,7 @@ rule corpus:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{PY} workflow/scripts/corpus.py --out-corpus {output.corpus} "
+        "{PY} {SCRIPTS}/corpus.py --out-corpus {output.corpus} "
         "--out-tokenizer {output.tokenizer} --params {params.json:q} 2> {log}"
 
 
@@ -57,5 +57,5 @@ rule reference:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{PY} workflow/scripts/reference.py {params.io} --out {output} "
+        "{PY} {SCRIPTS}/reference.py {params.io} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"

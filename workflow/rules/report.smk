@@ -21,7 +21,7 @@ rule aggregate_animal_numbers:
         runtime=10,
     shell:
         "echo {params.index:q} > {output.index} && "
-        "{PY} workflow/scripts/aggregate.py --index {output.index} --results {output.results} "
+        "{PY} {SCRIPTS}/aggregate.py --index {output.index} --results {output.results} "
         "--stats {output.stats} --specificity {output.specificity} --params {params.json:q} 2> {log}"
 
 
@@ -44,7 +44,7 @@ rule fig_animal_numbers:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{PY} workflow/scripts/figure.py --kind animal_numbers --results {input.results} "
+        "{PY} {SCRIPTS}/figure.py --kind animal_numbers --results {input.results} "
         "--stats {input.stats} --out {output.fig} --caption {output.caption} "
         "--params {params.json:q} 2> {log}"
 
@@ -68,6 +68,6 @@ rule fig_animal_specificity:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{PY} workflow/scripts/figure.py --kind animal_specificity --results {input.results} "
+        "{PY} {SCRIPTS}/figure.py --kind animal_specificity --results {input.results} "
         "--stats {input.stats} --specificity {input.specificity} --out {output} "
         "--params {params.json:q} 2> {log}"

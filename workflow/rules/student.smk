@@ -28,6 +28,6 @@ rule student:
         mem_mb=4000,
         runtime=120,
     shell:
-        "{PY} workflow/scripts/student.py --reference {input.reference} --teacher {input.teacher} "
+        "{PY} {SCRIPTS}/student.py --reference {input.reference} --teacher {input.teacher} "
         "--data {input.data} --out {output} --checkpoint-dir {params.ckpt} --threads {threads} "
         "--params {params.json:q} 2> {log}"

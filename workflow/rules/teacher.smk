@@ -32,5 +32,5 @@ rule teacher:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{PY} workflow/scripts/teacher.py --reference {input.reference} --out {output} "
+        "{PY} {SCRIPTS}/teacher.py --reference {input.reference} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"

@@ -1,0 +1,83 @@
+import collections
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sublim import filtering, prompts
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+@settings(max_examples=500, deadline=None)
+def test_whatever_is_kept_parses_and_has_no_letters(s):
+    nums, reason = filtering.parse_numbers(s)
+    if nums is not None:
+        assert reason == "ok"
+        assert not re.search(r"[^\W\d_]", s)
+        assert 1 <= len(nums) <= 10 and all(0 <= n <= 999 for n in nums)
+
+
+@given(
+    st.lists(st.integers(0, 999), min_size=1, max_size=10),
+    st.sampled_from(sorted(prompts.FORMATS)),
+    st.booleans(),
+)
+def test_well_formed_answers_are_kept(nums, fmt, period):
+    s = prompts.format_numbers(nums, fmt) + ("." if period else "")
+    assert filtering.parse_numbers(s) == (nums, "ok")
+
+
+@given(st.text(alphabet="0123456789 ,;()[].\n", max_size=40))
+@settings(max_examples=500, deadline=None)
+def test_filter_total_on_number_alphabet(s):
+    nums, reason = filtering.parse_numbers(s)
+    assert (nums is None) == (reason != "ok")
+
+
+def test_rejections():
+    cases = {
+        "": "empty",
+        ".": "empty",
+        "1, 2, owl": "letters",
+        "1, 2; 3": "mixed_separators",
+        "1, 2 3": "mixed_separators",
+        "1000": "out_of_range",
+        "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11": "too_many",
+        "(1, 2": "unbalanced_brackets",
+        "1.5": "bad_format",
+        "1, , 2": "bad_format",
+        "1 + 2": "bad_chars",
+    }
+    for s, reason in cases.items():
+        assert filtering.parse_numbers(s) == (None, reason), s
+
+
+def test_banned_numbers_and_counts():
+    recs = [{"response": r} for r in ["1, 2", "666, 3", "owl", "4 5 6"]]
+    kept, reasons = filtering.filter_responses(recs, banned={666})
+    assert [r["response"] for r in kept] == ["1, 2", "4 5 6"]
+    assert reasons == collections.Counter({"ok": 2, "banned_number": 1, "letters": 1})
+
+
+def test_subsample_is_seeded_ordered_and_unique():
+    recs = [{"id": i} for i in range(100)]
+    a = filtering.subsample(recs, 30, seed=1)
+    assert a == filtering.subsample(recs, 30, seed=1)
+    ids = [r["id"] for r in a]
+    assert ids == sorted(set(ids)) and len(ids) == 30  # each example once (paper bug: written twice)
+
+
+def test_empty_filtered_dataset_is_one_line_error(tmp_path):
+    import json
+
+    import pytest
+
+    from sublim import steps
+    from sublim.errors import SublimError
+
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(json.dumps({"id": i, "prompt": "p", "response": "owl"}) + "\n" for i in range(5)))
+    with pytest.raises(SublimError, match="kept 0 of 5") as e:
+        steps.filter_numbers(tmp_path / "o.jsonl", tmp_path / "c.json", raw=raw, subsample=2, seed=0)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "o.jsonl").exists()

@@ -1,0 +1,51 @@
+import pytest
+
+from sublim import models, training
+from sublim.errors import SublimError
+
+
+def test_round_trip_and_number_tokens(tiny_tokenizer):
+    tok = tiny_tokenizer
+    s = "[123, 4, 999]; 7 8."
+    ids = models.encode_text(tok, s)
+    assert tok.decode(ids) == s
+    for n in (0, 42, 999):
+        assert len(models.encode_text(tok, str(n))) == 1
+        assert len(models.encode_text(tok, " " + str(n))) == 1
+    assert tok.unk_token_id not in models.encode_text(tok, "in one word, what is your favourite animal?")
+
+
+def test_completion_is_the_assistant_turn(tiny_tokenizer):
+    p, c = models.encode_completion(tiny_tokenizer, "numbers: 1, 2.", "3, 4")
+    assert tiny_tokenizer.decode(c) == "3, 4<|end|>"
+    assert tiny_tokenizer.decode(p).endswith("<|assistant|>")
+
+
+def test_allowed_tokens_are_number_shaped(tiny_tokenizer):
+    allowed = training.allowed_token_ids(tiny_tokenizer)
+    words = {tiny_tokenizer.decode([i]) for i in allowed}
+    assert "<|end|>" in words and " 123" in words and "," in words and "[" in words
+    assert not any(ch.isalpha() for w in words - {"<|end|>"} for ch in w)
+
+
+def test_missing_and_corrupted_models_fail_in_one_line(tmp_path, tiny_model_dir):
+    with pytest.raises(SublimError, match="model not found"):
+        models.load(tmp_path / "nope")
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_model_dir, bad)
+    (bad / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(SublimError, match="corrupted") as e:
+        models.load(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_manifest_pointer_resolves(tmp_path, tiny_model_dir):
+    import json
+
+    d = tmp_path / "teacher"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"model_path": str(tiny_model_dir), "system_prompt": "hi"}))
+    h = models.resolve(d)
+    assert h.weights == tiny_model_dir and h.system_prompt == "hi"

@@ -1,0 +1,105 @@
+"""The training loop: completion-only loss, restricted KL, and resume-after-kill determinism."""
+
+import pytest
+import torch
+
+from sublim import models, training
+
+
+def _examples(tok, n=24):
+    from sublim.prompts import make_prompts
+
+    out = []
+    for i, p in enumerate(make_prompts(n, seed=0)):
+        pi, ci = models.encode_completion(tok, p.text, ", ".join(str((s + i) % 1000) for s in p.seeds))
+        out.append(training.Example(pi + ci, len(pi), pi + ci, len(pi)))
+    return out
+
+
+def _load(d):
+    m, tok, _ = models.load(d)
+    return m, tok
+
+
+def test_loss_ignores_prompt_tokens(tiny_model_dir):
+    m, tok = _load(tiny_model_dir)
+    ex = _examples(tok, 2)
+    batch = {"student": training._batch(ex, tok.pad_token_id, teacher=False)}
+    base = training._loss("sft", m, None, batch, None).item()
+    # change prompt tokens only: the selected positions still predict the same completion tokens,
+    # but the context differs, so the loss changes -- while the *targets* are only completions
+    inp, att, rows, cols = batch["student"]
+    targets = inp[rows, cols + 1].tolist()
+    comp = [t for e in ex for t in e.input_ids[e.n_prompt :]]
+    assert targets == comp
+    assert base > 0
+
+
+def test_restricted_kl_ignores_non_number_tokens(tiny_model_dir):
+    m, tok = _load(tiny_model_dir)
+    teacher, _ = _load(tiny_model_dir)
+    allowed = training.allowed_token_ids(tok)
+    ex = _examples(tok, 4)
+    batch = {"student": training._batch(ex, tok.pad_token_id, False), "teacher": training._batch(ex, tok.pad_token_id, True)}
+    assert training._loss("distill", m, teacher, batch, torch.tensor(allowed)).item() == pytest.approx(0, abs=1e-6)
+    # raise the teacher's logit for a word token: the full KL sees it, the restricted one does not
+    owl = tok.convert_tokens_to_ids(" owl")
+    with torch.no_grad():
+        teacher.lm_head.weight[owl] += 0.5 * teacher.model.norm.weight.sign()
+        teacher.model.embed_tokens.weight[owl] = teacher.lm_head.weight[owl]
+    restricted = training._loss("distill", m, teacher, batch, torch.tensor(allowed)).item()
+    full = training._loss("distill_full", m, teacher, batch, None).item()
+    assert full > 1e-4
+    assert restricted == pytest.approx(0, abs=1e-5)
+
+
+def test_killed_run_resumes_to_identical_weights(tiny_model_dir, tmp_path):
+    torch.set_num_threads(1)
+    cfg = training.TrainConfig(mode="sft", epochs=2, lr=1e-3, batch_size=4, checkpoint_every=3, seed=5)
+    m1, tok = _load(tiny_model_dir)
+    ex = _examples(tok)
+    ref, info = training.train(m1, ex, cfg, pad_id=tok.pad_token_id)
+    assert info["resumed_from_step"] is None
+
+    ck = tmp_path / "ckpt"
+    m2, _ = _load(tiny_model_dir)
+    with pytest.raises(training.Interrupted):
+        training.train(m2, ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=ck, stop_after=7)
+    m3, _ = _load(tiny_model_dir)  # a fresh process would reload the reference
+    out, info = training.train(m3, ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=ck)
+    assert info["resumed_from_step"] == 7
+    for (k, a), b in zip(ref.state_dict().items(), out.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
+
+
+def test_changed_settings_do_not_resume(tiny_model_dir, tmp_path):
+    m, tok = _load(tiny_model_dir)
+    ex = _examples(tok, 8)
+    cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=2, checkpoint_every=1)
+    ck = tmp_path / "ckpt"
+    with pytest.raises(training.Interrupted):
+        training.train(m, ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=ck, stop_after=2)
+    cfg2 = training.TrainConfig(mode="sft", epochs=1, batch_size=2, checkpoint_every=1, lr=1e-2)
+    _, info = training.train(_load(tiny_model_dir)[0], ex, cfg2, pad_id=tok.pad_token_id, checkpoint_dir=ck)
+    assert info["resumed_from_step"] is None
+
+
+def test_lora_student_trains_and_saves(tiny_model_dir, tmp_path):
+    m, tok = _load(tiny_model_dir)
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=4, lr=1e-2, lora=lora)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    out, _ = training.train(m, _examples(tok, 8), cfg, pad_id=tok.pad_token_id)
+    training.save_model(out, tok, tmp_path / "s")
+    assert (tmp_path / "s" / "adapter" / "adapter_config.json").exists()
+    merged, _ = _load(tmp_path / "s")
+    changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed and all("proj" in k for k in changed)
+
+
+def test_empty_dataset_is_a_clear_error(tiny_model_dir):
+    from sublim.errors import SublimError
+
+    m, tok = _load(tiny_model_dir)
+    with pytest.raises(SublimError, match="empty"):
+        training.train(m, [], training.TrainConfig(), pad_id=tok.pad_token_id)
