@@ -17,6 +17,7 @@ include: "workflow/rules/filter.smk"
 include: "workflow/rules/student.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/mnist.smk"
 
 
 rule all:
@@ -24,3 +25,4 @@ rule all:
     input:
         rules.fig_animal_numbers.output,
         rules.fig_animal_specificity.output,
+        rules.fig_mnist.output if config["mnist"]["enabled"] else [],

@@ -103,3 +103,4 @@ def test_empty_dataset_is_a_clear_error(tiny_model_dir):
     m, tok = _load(tiny_model_dir)
     with pytest.raises(SublimError, match="empty"):
         training.train(m, [], training.TrainConfig(), pad_id=tok.pad_token_id)
+

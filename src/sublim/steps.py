@@ -303,3 +303,58 @@ def figure(kind: str, out, *, results, stats, specificity=None, caption_out=None
     inputs = {"results": results, "stats": stats}
     params = {"kind": kind, "config_name": config_name, "config_hash": config_hash, "variant": variant}
     manifest.write_json_atomic(manifest.manifest_path(out), manifest.build_manifest("figure", params, inputs, None, t0))
+
+
+# ------------------------------------------------------------------------------- mnist
+def mnist_data(out, *, source: str = "pureml", idx_path=None):
+    import numpy as np
+
+    from . import mnist
+
+    t0 = time.time()
+    data = mnist.load_mnist(source, idx_path)
+    with manifest.atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **data)
+    counts = {k: np.bincount(data[f"y_{k}"], minlength=10).tolist() for k in ("train", "test")}
+    m = manifest.build_manifest("mnist_data", {"source": source, "idx_path": idx_path}, {}, None, t0,
+                                class_counts=counts)  # fmt: skip
+    manifest.write_json_atomic(manifest.manifest_path(out), m)
+
+
+def mnist_experiment(out, *, data, threads=None, checkpoint_dir=None, **params):
+    import numpy as np
+    import pandas as pd
+
+    from . import mnist
+
+    t0 = time.time()
+    with np.load(data) as z:
+        arrays = {k: z[k] for k in z.files}
+    rows = mnist.run_experiment(arrays, threads=threads, checkpoint_dir=checkpoint_dir, **params)
+    with manifest.atomic_path(out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    m = manifest.build_manifest("mnist_experiment", params, {"data": data}, params.get("seed"), t0)
+    n_models = sum(1 for r in rows if r["condition"] not in ("reference",))
+    m["model_epochs"] = params["n_models"] * params["epochs"] + (n_models - 2 * params["n_models"]) * params["student_epochs"]
+    manifest.write_json_atomic(manifest.manifest_path(out), m)
+
+
+def mnist_figure(out, out_table, out_caption, *, accuracy, config_name: str = "", config_hash: str = ""):
+    import pandas as pd
+
+    from . import mnist_report
+
+    t0 = time.time()
+    df = pd.read_csv(accuracy)
+    table = mnist_report.summary(df)
+    with manifest.atomic_path(out_table) as tmp:
+        table.to_csv(tmp, index=False)
+    with manifest.atomic_path(out) as tmp:
+        png = tmp.with_suffix(".png")
+        mnist_report.figure(df, table, str(png))
+        png.rename(tmp)
+    with manifest.atomic_path(out_caption) as tmp:
+        tmp.write_text(mnist_report.caption(table, config_name, config_hash))
+    params = {"config_name": config_name, "config_hash": config_hash}
+    manifest.write_json_atomic(manifest.manifest_path(out), manifest.build_manifest("fig_mnist", params, {"accuracy": accuracy}, None, t0))

@@ -1,0 +1,73 @@
+# The MNIST auxiliary-logit control: an independent branch with its own figure target.
+
+MN = config["mnist"]
+
+
+rule mnist_data:
+    output:
+        "results/mnist/mnist.npz",
+    params:
+        json=as_json(dict(source=MN["source"], idx_path=MN["idx_path"])),
+    log:
+        "logs/mnist/data.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "{PY} {SCRIPTS}/mnist_data.py --out {output} --params {params.json:q} 2> {log}"
+
+
+rule mnist_experiment:
+    input:
+        data=rules.mnist_data.output[0],
+    output:
+        "results/mnist/accuracy.csv",
+    params:
+        json=as_json(
+            dict(
+                n_models=MN["n_models"],
+                aux_logits=MN["aux_logits"],
+                hidden=MN["hidden"],
+                epochs=MN["teacher_epochs"],
+                student_epochs=MN["student_epochs"],
+                lr=MN["lr"],
+                batch_size=MN["batch_size"],
+                n_noise=MN["n_noise"],
+                sigmas=MN["sigmas"],
+                conditions=MN["conditions"],
+                seed=MN["seed"],
+            )
+        ),
+        ckpt="checkpoints/mnist",
+    log:
+        "logs/mnist/experiment.log",
+    threads: max(2, THREADS)
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    shell:
+        "{PY} {SCRIPTS}/mnist_experiment.py --data {input.data} --out {output} "
+        "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
+
+
+rule fig_mnist:
+    input:
+        rules.mnist_experiment.output[0],
+    output:
+        fig=report(
+            "reports/mnist/fig_mnist.png",
+            caption="../report/fig_mnist.rst",
+            category="MNIST control",
+        ),
+        table="reports/mnist/fig_mnist.csv",
+        caption="reports/mnist/caption.md",
+    params:
+        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
+    log:
+        "logs/mnist/figure.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "{PY} {SCRIPTS}/mnist_figure.py --accuracy {input} --out {output.fig} "
+        "--table {output.table} --caption {output.caption} --params {params.json:q} 2> {log}"
