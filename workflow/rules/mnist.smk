@@ -41,7 +41,7 @@ rule mnist_experiment:
         ckpt="checkpoints/mnist",
     log:
         "logs/mnist/experiment.log",
-    threads: max(2, THREADS)
+    threads: THREADS
     resources:
         mem_mb=6000,
         runtime=60,
