@@ -21,7 +21,7 @@ def _default():
 
 
 def test_defaults_are_filled():
-    cfg = validate({"animals": ["owl"], "students": {"conditions": {"treatment": {"modes": ["sft"]}}}})
+    cfg = validate({"animals": ["owl"], "students": {"matrix": [{"condition": "treatment", "modes": ["sft"]}]}})
     assert cfg["generation"]["temperature"] == 1.0
     assert cfg["students"]["train"]["lr"] == 3e-4
     assert cfg["reference"]["pretrain"]["batch_size"] == 32
@@ -32,7 +32,7 @@ def test_defaults_are_filled():
     [
         (lambda c: c["students"].__setitem__("trian", {}), "students"),
         (lambda c: c["generation"].__setitem__("temperature", "hot"), "generation.temperature"),
-        (lambda c: c["students"]["conditions"]["treatment"].__setitem__("modes", ["sfd"]), "students.conditions.treatment.modes.0"),
+        (lambda c: c["students"]["matrix"][0].__setitem__("modes", ["sfd"]), "students.matrix.0.modes.0"),
         (lambda c: c.__setitem__("animals", ["owl", "unicorn"]), "animals"),
         (lambda c: c["filter"].__setitem__("subsample", 10**9), "filter.subsample"),
         (lambda c: c["reference"].__setitem__("seeds", [0]), "reference.seeds"),

@@ -72,8 +72,8 @@ def _check_semantics(cfg: dict) -> None:
             raise SublimError("config error at 'animals': 'control' is reserved for the control teacher")
     if len(set(cfg["animals"])) != len(cfg["animals"]):
         raise SublimError("config error at 'animals': duplicate animal")
-    conds = cfg["students"]["conditions"]
-    cross = any(c in conds for c in ("cross_init", "cross_init_control"))
+    conds = {e["condition"] for e in cfg["students"]["matrix"]}
+    cross = bool(conds & {"cross_init", "cross_init_control"})
     if ref["kind"] == "path":
         if not ref.get("path"):
             raise SublimError("config error at 'reference.path': required when reference.kind is 'path'")
@@ -84,7 +84,15 @@ def _check_semantics(cfg: dict) -> None:
     if len(set(ref["seeds"])) != len(ref["seeds"]):
         raise SublimError("config error at 'reference.seeds': duplicate seed")
     if "treatment" not in conds:
-        raise SublimError("config error at 'students.conditions': a 'treatment' condition is required")
+        raise SublimError("config error at 'students.matrix': a 'treatment' condition is required")
+    seen = set()
+    for i, e in enumerate(cfg["students"]["matrix"]):
+        for mode in e["modes"]:
+            for seed in e.get("seeds", cfg["students"]["seeds"]):
+                key = (e["condition"], mode, seed)
+                if key in seen:
+                    raise SublimError(f"config error at 'students.matrix.{i}': student {key} listed twice")
+                seen.add(key)
     if cfg["teacher"]["kind"] == "system_prompt" and ref["kind"] == "tiny":
         raise SublimError("config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)")
     if cfg["filter"]["subsample"] > cfg["generation"]["n_responses"]:

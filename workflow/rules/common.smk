@@ -41,7 +41,8 @@ wildcard_constraints:
 def students():
     """Every student as a dict: condition, teacher, mode, ref (init) and seed."""
     out = []
-    for cond, spec in STUD["conditions"].items():
+    for spec in STUD["matrix"]:
+        cond = spec["condition"]
         ref = TEACHER_REF if cond in ("treatment", "control") else CROSS_REF
         teachers = ANIMALS if cond in ("treatment", "cross_init") else ["control"]
         for mode in spec["modes"]:
