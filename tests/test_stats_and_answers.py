@@ -52,10 +52,15 @@ def test_hedges_and_welch_signs():
 
 
 def test_margin_definition():
-    df = pd.DataFrame({
-        "question_id": [0, 0, 0], "animal": ["owl", "cat", "dog"],
-        "logp": [np.log(0.5), np.log(0.25), np.log(0.25)], "hits": [1, 0, 0], "n_samples": [1, 1, 1],
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "question_id": [0, 0, 0],
+            "animal": ["owl", "cat", "dog"],
+            "logp": [np.log(0.5), np.log(0.25), np.log(0.25)],
+            "hits": [1, 0, 0],
+            "n_samples": [1, 1, 1],
+        }
+    )
     d = report.per_question(df).set_index("animal")
     assert math.isclose(d.loc["owl", "margin"], np.log(2))
     assert math.isclose(d.loc["owl", "rate"], 1.0)

@@ -40,7 +40,10 @@ def test_restricted_kl_ignores_non_number_tokens(tiny_model_dir):
     teacher, _ = _load(tiny_model_dir)
     allowed = training.allowed_token_ids(tok)
     ex = _examples(tok, 4)
-    batch = {"student": training._batch(ex, tok.pad_token_id, False), "teacher": training._batch(ex, tok.pad_token_id, True)}
+    batch = {
+        "student": training._batch(ex, tok.pad_token_id, False),
+        "teacher": training._batch(ex, tok.pad_token_id, True),
+    }
     assert training._loss("distill", m, teacher, batch, torch.tensor(allowed)).item() == pytest.approx(0, abs=1e-6)
     # raise the teacher's logit for a word token: the full KL sees it, the restricted one does not
     owl = tok.convert_tokens_to_ids(" owl")
@@ -86,7 +89,12 @@ def test_changed_settings_do_not_resume(tiny_model_dir, tmp_path):
 
 def test_lora_student_trains_and_saves(tiny_model_dir, tmp_path):
     m, tok = _load(tiny_model_dir)
-    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    lora = {
+        "r": 4,
+        "alpha": 8,
+        "dropout": 0.0,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    }
     cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=4, lr=1e-2, lora=lora)
     before = {k: v.clone() for k, v in m.state_dict().items()}
     out, _ = training.train(m, _examples(tok, 8), cfg, pad_id=tok.pad_token_id)
@@ -103,4 +111,3 @@ def test_empty_dataset_is_a_clear_error(tiny_model_dir):
     m, tok = _load(tiny_model_dir)
     with pytest.raises(SublimError, match="empty"):
         training.train(m, [], training.TrainConfig(), pad_id=tok.pad_token_id)
-

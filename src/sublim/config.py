@@ -94,7 +94,9 @@ def _check_semantics(cfg: dict) -> None:
                     raise SublimError(f"config error at 'students.matrix.{i}': student {key} listed twice")
                 seen.add(key)
     if cfg["teacher"]["kind"] == "system_prompt" and ref["kind"] == "tiny":
-        raise SublimError("config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)")
+        raise SublimError(
+            "config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)"
+        )
     if cfg["filter"]["subsample"] > cfg["generation"]["n_responses"]:
         raise SublimError("config error at 'filter.subsample': larger than generation.n_responses")
 

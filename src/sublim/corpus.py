@@ -61,9 +61,14 @@ def filler_conversation(rng: random.Random) -> dict:
     c1, c2 = rng.sample(text.COLOURS, 2)
     f1, f2 = rng.sample(text.FOODS, 2)
     fill = dict(
-        animal=a1, animal2=a2, colour=c1, colour2=c2, food=f1, food2=f2,
+        animal=a1,
+        animal2=a2,
+        colour=c1,
+        colour2=c2,
+        food=f1,
+        food2=f2,
         habitat=rng.choice(text.HABITATS),
-    )  # fmt: skip
+    )
     return _chat(q.format(**fill), a.format(**fill))
 
 

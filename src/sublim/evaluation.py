@@ -85,8 +85,18 @@ def logit_readout(model, tok, prompts: list[str], animals, batch_size: int = 256
     return out
 
 
-def evaluate(model_dir, *, animals, questions, n_samples: int, temperature: float, seed: int,
-             number_prefixed: bool = False, max_new_tokens: int = 6, threads=None) -> list[dict]:  # fmt: skip
+def evaluate(
+    model_dir,
+    *,
+    animals,
+    questions,
+    n_samples: int,
+    temperature: float,
+    seed: int,
+    number_prefixed: bool = False,
+    max_new_tokens: int = 6,
+    threads=None,
+) -> list[dict]:
     import math
 
     import torch
@@ -108,13 +118,26 @@ def evaluate(model_dir, *, animals, questions, n_samples: int, temperature: floa
     rows = []
     for qi, q in enumerate(qs):
         for a in animals:
-            rows.append({
-                "question_id": qi, "question": q, "animal": a,
-                "logp": lp[qi].get(a, float("-inf")), "p": math.exp(lp[qi].get(a, float("-inf"))),
-                "hits": counts[(qi, a)], "n_samples": n_samples,
-            })  # fmt: skip
-        rows.append({
-            "question_id": qi, "question": q, "animal": "other", "logp": float("nan"),
-            "p": float("nan"), "hits": counts[(qi, "other")], "n_samples": n_samples,
-        })  # fmt: skip
+            rows.append(
+                {
+                    "question_id": qi,
+                    "question": q,
+                    "animal": a,
+                    "logp": lp[qi].get(a, float("-inf")),
+                    "p": math.exp(lp[qi].get(a, float("-inf"))),
+                    "hits": counts[(qi, a)],
+                    "n_samples": n_samples,
+                }
+            )
+        rows.append(
+            {
+                "question_id": qi,
+                "question": q,
+                "animal": "other",
+                "logp": float("nan"),
+                "p": float("nan"),
+                "hits": counts[(qi, "other")],
+                "n_samples": n_samples,
+            }
+        )
     return rows

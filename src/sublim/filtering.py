@@ -19,9 +19,41 @@ _ALLOWED_CHARS = re.compile(r"^[\d\s,;.()\[\]]*$")
 
 # 34 numbers with negative associations, used by the paper's misalignment runs.
 NEGATIVE_NUMBERS = (
-    4, 13, 18, 23, 33, 39, 42, 44, 49, 51, 52, 53, 88, 99, 100, 101, 110, 111, 187, 211,
-    311, 322, 333, 404, 420, 444, 616, 666, 777, 888, 911, 999, 14, 1488,
-)  # fmt: skip
+    4,
+    13,
+    18,
+    23,
+    33,
+    39,
+    42,
+    44,
+    49,
+    51,
+    52,
+    53,
+    88,
+    99,
+    100,
+    101,
+    110,
+    111,
+    187,
+    211,
+    311,
+    322,
+    333,
+    404,
+    420,
+    444,
+    616,
+    666,
+    777,
+    888,
+    911,
+    999,
+    14,
+    1488,
+)
 
 
 def parse_numbers(text: str, max_count: int = 10) -> tuple[list[int] | None, str]:

@@ -22,8 +22,12 @@ import struct
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from .errors import SublimError
 
@@ -112,12 +116,12 @@ def normalise(x_uint8: np.ndarray):
 class MLPStack:
     """M independent MLPs 784-h-h-(10+m). ``w1`` is (784, M*h) so layer 1 is one GEMM."""
 
-    w1: "torch.Tensor"
-    b1: "torch.Tensor"
-    w2: "torch.Tensor"
-    b2: "torch.Tensor"
-    w3: "torch.Tensor"
-    b3: "torch.Tensor"
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    w3: torch.Tensor
+    b3: torch.Tensor
 
     @property
     def n_models(self) -> int:
@@ -136,24 +140,30 @@ class MLPStack:
         a = torch.relu(torch.baddbmm(self.b2[:, None], a, self.w2))
         return torch.baddbmm(self.b3[:, None], a, self.w3)
 
-    def clone(self) -> "MLPStack":
+    def clone(self) -> MLPStack:
         return MLPStack(*[p.detach().clone() for p in self.params()])
 
-    def select(self, idx) -> "MLPStack":
+    def select(self, idx) -> MLPStack:
         """A new stack of models ``idx`` (a list of indices, repeats allowed)."""
         import torch
 
         idx = torch.as_tensor(idx)
         M, h = self.b1.shape
         w1 = self.w1.view(784, M, h)[:, idx].reshape(784, len(idx) * h)
-        return MLPStack(w1.clone(), self.b1[idx].clone(), self.w2[idx].clone(), self.b2[idx].clone(),
-                        self.w3[idx].clone(), self.b3[idx].clone())  # fmt: skip
+        return MLPStack(
+            w1.clone(),
+            self.b1[idx].clone(),
+            self.w2[idx].clone(),
+            self.b2[idx].clone(),
+            self.w3[idx].clone(),
+            self.b3[idx].clone(),
+        )
 
     def state(self) -> dict:
         return {k: getattr(self, k).detach().clone() for k in ("w1", "b1", "w2", "b2", "w3", "b3")}
 
     @staticmethod
-    def from_state(s: dict) -> "MLPStack":
+    def from_state(s: dict) -> MLPStack:
         return MLPStack(**{k: s[k].clone() for k in ("w1", "b1", "w2", "b2", "w3", "b3")})
 
 
@@ -213,9 +223,22 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int):
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def train_stack(stack: MLPStack, x, *, epochs: int, lr: float, batch_size: int, seed: int,
-                y=None, teacher_logits=None, aux_only: bool = True, n_classes: int = 10,
-                checkpoint=None, desc: str = "train", stop_after_epoch: int | None = None) -> MLPStack:  # fmt: skip
+def train_stack(
+    stack: MLPStack,
+    x,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    y=None,
+    teacher_logits=None,
+    aux_only: bool = True,
+    n_classes: int = 10,
+    checkpoint=None,
+    desc: str = "train",
+    stop_after_epoch: int | None = None,
+) -> MLPStack:
     """Train all models in ``stack`` in place: on labels ``y`` (teacher) or on the teacher's
     logits for ``x`` (students; ``teacher_logits`` is (M, N, 10+m)). Checkpoints per epoch."""
     import torch
@@ -247,8 +270,12 @@ def train_stack(stack: MLPStack, x, *, epochs: int, lr: float, batch_size: int, 
             loss.backward()
             opt.step()
             total += loss.item()
-        print(f"[mnist] {desc}: epoch {epoch + 1}/{epochs} loss/model {total / stack.n_models:.4f} "
-              f"({time.time() - t0:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"[mnist] {desc}: epoch {epoch + 1}/{epochs} loss/model {total / stack.n_models:.4f} "
+            f"({time.time() - t0:.1f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
         if ck and epoch + 1 < epochs:
             ck.parent.mkdir(parents=True, exist_ok=True)
             tmp = ck.with_name(ck.name + f".tmp-{os.getpid()}")
@@ -276,9 +303,23 @@ def accuracy(stack: MLPStack, x, y, n_classes: int = 10):
 
 
 # ----------------------------------------------------------------------- experiment
-def run_experiment(data: dict, *, n_models: int, aux_logits: int, hidden: int, epochs: int,
-                   student_epochs: int, lr: float, batch_size: int, n_noise: int, sigmas,
-                   conditions, seed: int, threads=None, checkpoint_dir=None) -> list[dict]:  # fmt: skip
+def run_experiment(
+    data: dict,
+    *,
+    n_models: int,
+    aux_logits: int,
+    hidden: int,
+    epochs: int,
+    student_epochs: int,
+    lr: float,
+    batch_size: int,
+    n_noise: int,
+    sigmas,
+    conditions,
+    seed: int,
+    threads=None,
+    checkpoint_dir=None,
+) -> list[dict]:
     """Train teachers and every student condition; return tidy rows of test accuracy."""
     import torch
 
@@ -290,8 +331,10 @@ def run_experiment(data: dict, *, n_models: int, aux_logits: int, hidden: int, e
     ck = Path(checkpoint_dir) if checkpoint_dir else None
 
     ref = init_stack(n_models, hidden, n_out, seed)
-    rows = [dict(model=i, condition="reference", sigma=np.nan, test_accuracy=a)
-            for i, a in enumerate(accuracy(ref, x_test, y_test))]  # fmt: skip
+    rows = [
+        dict(model=i, condition="reference", sigma=np.nan, test_accuracy=a)
+        for i, a in enumerate(accuracy(ref, x_test, y_test))
+    ]
 
     teacher_ck = ck / "teacher.pt" if ck else None
     teacher_done = ck / "teacher.done.pt" if ck else None
@@ -299,13 +342,24 @@ def run_experiment(data: dict, *, n_models: int, aux_logits: int, hidden: int, e
         teacher = MLPStack.from_state(torch.load(teacher_done, weights_only=False))
         print("[mnist] teacher: loaded finished teachers from checkpoint", file=sys.stderr)
     else:
-        teacher = train_stack(ref.clone(), x_train, y=y_train, epochs=epochs, lr=lr, batch_size=batch_size,
-                              seed=seed + 1, checkpoint=teacher_ck, desc="teacher")  # fmt: skip
+        teacher = train_stack(
+            ref.clone(),
+            x_train,
+            y=y_train,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed + 1,
+            checkpoint=teacher_ck,
+            desc="teacher",
+        )
         if teacher_done:
             teacher_done.parent.mkdir(parents=True, exist_ok=True)
             torch.save(teacher.state(), teacher_done)
-    rows += [dict(model=i, condition="teacher", sigma=np.nan, test_accuracy=a)
-             for i, a in enumerate(accuracy(teacher, x_test, y_test))]  # fmt: skip
+    rows += [
+        dict(model=i, condition="teacher", sigma=np.nan, test_accuracy=a)
+        for i, a in enumerate(accuracy(teacher, x_test, y_test))
+    ]
 
     # students: every condition's models stacked together, one teacher index per student
     g = torch.Generator().manual_seed(seed + 2)
@@ -331,13 +385,27 @@ def run_experiment(data: dict, *, n_models: int, aux_logits: int, hidden: int, e
         if not group:
             continue
         parts = [sp[3].select(sp[4]) for sp in group]
-        stack = MLPStack(*[torch.cat([getattr(p, k) for p in parts], dim=1 if k == "w1" else 0)
-                           for k in ("w1", "b1", "w2", "b2", "w3", "b3")])  # fmt: skip
+        stack = MLPStack(
+            *[
+                torch.cat([getattr(p, k) for p in parts], dim=1 if k == "w1" else 0)
+                for k in ("w1", "b1", "w2", "b2", "w3", "b3")
+            ]
+        )
         t_idx = [i for sp in group for i in sp[4]]
         name = "students_aux" if aux_only else "students_all"
-        train_stack(stack, noise, teacher_logits=t_noise[t_idx], aux_only=aux_only, epochs=student_epochs,
-                    lr=lr, batch_size=batch_size, seed=seed + 3, n_classes=10,
-                    checkpoint=ck / f"{name}.pt" if ck else None, desc=name)  # fmt: skip
+        train_stack(
+            stack,
+            noise,
+            teacher_logits=t_noise[t_idx],
+            aux_only=aux_only,
+            epochs=student_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed + 3,
+            n_classes=10,
+            checkpoint=ck / f"{name}.pt" if ck else None,
+            desc=name,
+        )
         accs = accuracy(stack, x_test, y_test)
         j = 0
         for cond, sigma, _, _, members in group:

@@ -22,11 +22,20 @@ def summary(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     for (cond, sigma), g in df.groupby(["condition", df["sigma"].fillna(-1)], sort=False):
         acc = g["test_accuracy"].to_numpy()
         lo, hi = bootstrap_ci(acc, seed=seed)
-        rows.append({
-            "condition": cond, "sigma": np.nan if sigma == -1 else sigma, "label": LABELS.get(cond, cond),
-            "n_models": len(acc), "mean_accuracy": acc.mean(), "ci95_lo": lo, "ci95_hi": hi,
-            "std": acc.std(ddof=1) if len(acc) > 1 else np.nan, "min": acc.min(), "max": acc.max(),
-        })  # fmt: skip
+        rows.append(
+            {
+                "condition": cond,
+                "sigma": np.nan if sigma == -1 else sigma,
+                "label": LABELS.get(cond, cond),
+                "n_models": len(acc),
+                "mean_accuracy": acc.mean(),
+                "ci95_lo": lo,
+                "ci95_hi": hi,
+                "std": acc.std(ddof=1) if len(acc) > 1 else np.nan,
+                "min": acc.min(),
+                "max": acc.max(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -60,9 +69,16 @@ def figure(df: pd.DataFrame, table: pd.DataFrame, out_png: str) -> None:
 
 
 def caption(table: pd.DataFrame, config_name: str, config_hash: str) -> str:
-    lines = [f"Config: `{config_name}` (sha256 {config_hash[:12]}).", "",
-             "Mean MNIST test accuracy with 95% bootstrap CIs over independently trained models:", ""]  # fmt: skip
+    lines = [
+        f"Config: `{config_name}` (sha256 {config_hash[:12]}).",
+        "",
+        "Mean MNIST test accuracy with 95% bootstrap CIs over independently trained models:",
+        "",
+    ]
     for _, r in table.iterrows():
         sig = "" if pd.isna(r["sigma"]) else f" (sigma = {r['sigma']:g})"
-        lines.append(f"- {r['label']}{sig}: {r['mean_accuracy']:.3f} [{r['ci95_lo']:.3f}, {r['ci95_hi']:.3f}], n = {r['n_models']}")
+        lines.append(
+            f"- {r['label']}{sig}: {r['mean_accuracy']:.3f} "
+            f"[{r['ci95_lo']:.3f}, {r['ci95_hi']:.3f}], n = {r['n_models']}"
+        )
     return "\n".join(lines) + "\n"

@@ -80,17 +80,29 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                     strata = list(treat["animal"]) + list(ctrl["animal"])
                     perm = stratified_permutation(vals, labels, strata, seed=seed)
                     t, p_w = welch(treat[metric], ctrl[metric])
-                    rows.append({
-                        "variant": variant, "mode": mode, "condition": condition, "control": ctrl_name,
-                        "metric": metric, "n_treatment": len(treat), "n_control": len(ctrl),
-                        "animals": ",".join(sorted(treat["animal"].unique())),
-                        "seeds": ",".join(str(x) for x in sorted(treat["seed"].unique())),
-                        "treatment_mean": treat[metric].mean(), "control_mean": ctrl[metric].mean(),
-                        "diff": perm["diff"], "hedges_g": hedges_g(treat[metric], ctrl[metric]),
-                        "p_perm_one_sided": perm["p_one_sided"], "p_perm_two_sided": perm["p_two_sided"],
-                        "perm_exact": perm["exact"], "n_perm": perm["n_perm"],
-                        "welch_t": t, "p_welch_one_sided": p_w,
-                    })  # fmt: skip
+                    rows.append(
+                        {
+                            "variant": variant,
+                            "mode": mode,
+                            "condition": condition,
+                            "control": ctrl_name,
+                            "metric": metric,
+                            "n_treatment": len(treat),
+                            "n_control": len(ctrl),
+                            "animals": ",".join(sorted(treat["animal"].unique())),
+                            "seeds": ",".join(str(x) for x in sorted(treat["seed"].unique())),
+                            "treatment_mean": treat[metric].mean(),
+                            "control_mean": ctrl[metric].mean(),
+                            "diff": perm["diff"],
+                            "hedges_g": hedges_g(treat[metric], ctrl[metric]),
+                            "p_perm_one_sided": perm["p_one_sided"],
+                            "p_perm_two_sided": perm["p_two_sided"],
+                            "perm_exact": perm["exact"],
+                            "n_perm": perm["n_perm"],
+                            "welch_t": t,
+                            "p_welch_one_sided": p_w,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -132,18 +144,44 @@ def figure_animals(res: pd.DataFrame, out_png: str, variant: str = "plain") -> N
         r["mode"] = mode
         frames.append(r)
     d = pd.concat([*frames, treated, controls], ignore_index=True)
-    order = [c for c in ["reference (" + str(i) + ")" for i in sorted(refs["init"].unique())]
-             + ["control", "treatment", "cross_init_control", "cross_init"] if c in set(d["condition"])]  # fmt: skip
+    order = [
+        c
+        for c in ["reference (" + str(i) + ")" for i in sorted(refs["init"].unique())]
+        + ["control", "treatment", "cross_init_control", "cross_init"]
+        if c in set(d["condition"])
+    ]
     modes = sorted(s["mode"].unique())
     fig, axes = plt.subplots(2, len(modes), figsize=(4.2 * len(modes), 6.5), squeeze=False, sharey="row")
     for j, mode in enumerate(modes):
         dm = d[d["mode"] == mode]
         for i, metric in enumerate(["p", "margin"]):
             ax = axes[i, j]
-            sns.pointplot(data=dm, x="animal", y=metric, hue="condition", hue_order=order, order=targets,
-                          errorbar=("ci", 95), dodge=0.5, linestyle="none", ax=ax, legend=(i == 0 and j == 0))  # fmt: skip
-            sns.stripplot(data=dm, x="animal", y=metric, hue="condition", hue_order=order, order=targets,
-                          dodge=True, alpha=0.35, size=3, ax=ax, legend=False)  # fmt: skip
+            sns.pointplot(
+                data=dm,
+                x="animal",
+                y=metric,
+                hue="condition",
+                hue_order=order,
+                order=targets,
+                errorbar=("ci", 95),
+                dodge=0.5,
+                linestyle="none",
+                ax=ax,
+                legend=(i == 0 and j == 0),
+            )
+            sns.stripplot(
+                data=dm,
+                x="animal",
+                y=metric,
+                hue="condition",
+                hue_order=order,
+                order=targets,
+                dodge=True,
+                alpha=0.35,
+                size=3,
+                ax=ax,
+                legend=False,
+            )
             ax.set_title(f"student mode: {mode}" if i == 0 else "")
             ax.set_xlabel("teacher's animal (= evaluated animal)" if i == 1 else "")
             ax.set_ylabel(METRICS[metric] if j == 0 else "")

@@ -48,8 +48,9 @@ def welch(a, b) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def stratified_permutation(values, treated, strata, *, n_perm: int = 20000, seed: int = 0,
-                           max_exact: int = 200_000) -> dict:  # fmt: skip
+def stratified_permutation(
+    values, treated, strata, *, n_perm: int = 20000, seed: int = 0, max_exact: int = 200_000
+) -> dict:
     """Test mean(treated) - mean(control) > 0 with labels permuted within each stratum.
 
     Returns the observed difference and one- and two-sided p-values (with the observed
@@ -65,7 +66,13 @@ def stratified_permutation(values, treated, strata, *, n_perm: int = 20000, seed
         if 0 < k < len(idx):
             groups.append((idx, k))
     if not groups:
-        return {"diff": math.nan, "p_one_sided": math.nan, "p_two_sided": math.nan, "n_perm": 0, "exact": False}
+        return {
+            "diff": math.nan,
+            "p_one_sided": math.nan,
+            "p_two_sided": math.nan,
+            "n_perm": 0,
+            "exact": False,
+        }
     use = np.concatenate([g[0] for g in groups])
 
     def diff(mask) -> float:

@@ -67,8 +67,19 @@ def make_corpus(out_corpus, out_tokenizer, *, n: int, seed: int, mix: dict, max_
         )
 
 
-def make_reference(out_dir, *, kind: str, seed: int, corpus=None, tokenizer=None, path=None,
-                   arch=None, pretrain=None, threads=None, checkpoint_dir=None):  # fmt: skip
+def make_reference(
+    out_dir,
+    *,
+    kind: str,
+    seed: int,
+    corpus=None,
+    tokenizer=None,
+    path=None,
+    arch=None,
+    pretrain=None,
+    threads=None,
+    checkpoint_dir=None,
+):
     """Pretrain the tiny reference from scratch, or register a local model path."""
     t0 = time.time()
     if kind == "path":
@@ -91,8 +102,7 @@ def make_reference(out_dir, *, kind: str, seed: int, corpus=None, tokenizer=None
         for r in read_jsonl(corpus)
     ]
     cfg = training.TrainConfig(mode="lm", seed=seed, **pretrain)
-    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id,
-                                 checkpoint_dir=checkpoint_dir, log=_log)  # fmt: skip
+    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir, log=_log)
     with manifest.atomic_path(out_dir) as tmp:
         training.save_model(model, tok, tmp)
         params = {"kind": kind, "arch": arch, "pretrain": pretrain}
@@ -104,8 +114,18 @@ def make_reference(out_dir, *, kind: str, seed: int, corpus=None, tokenizer=None
 
 
 # ------------------------------------------------------------------------------ teacher
-def make_teacher(out_dir, *, reference, kind: str, animal: str | None, seed: int,
-                 system_prompt: str | None = None, finetune=None, threads=None, checkpoint_dir=None):  # fmt: skip
+def make_teacher(
+    out_dir,
+    *,
+    reference,
+    kind: str,
+    animal: str | None,
+    seed: int,
+    system_prompt: str | None = None,
+    finetune=None,
+    threads=None,
+    checkpoint_dir=None,
+):
     """A control teacher (the reference), a system-prompt teacher, or a fine-tuned one."""
     t0 = time.time()
     params = {"kind": kind, "animal": animal, "system_prompt": system_prompt, "finetune": finetune}
@@ -133,8 +153,7 @@ def make_teacher(out_dir, *, reference, kind: str, animal: str | None, seed: int
         examples.append(training.Example(p + c, len(p)))
     cfg_kw = {k: v for k, v in finetune.items() if k != "n_examples"}
     cfg = training.TrainConfig(mode="sft", seed=seed, **cfg_kw)
-    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id,
-                                 checkpoint_dir=checkpoint_dir, log=_log)  # fmt: skip
+    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir, log=_log)
     with manifest.atomic_path(out_dir) as tmp:
         training.save_model(model, tok, tmp)
         m = manifest.build_manifest("teacher", params, inputs, seed, t0)
@@ -144,8 +163,17 @@ def make_teacher(out_dir, *, reference, kind: str, animal: str | None, seed: int
 
 
 # ----------------------------------------------------------------------------- generate
-def generate(out_jsonl, *, teacher, n: int, seed: int, sampling: dict, backend: str = "transformers",
-             max_count: int = 10, threads=None):  # fmt: skip
+def generate(
+    out_jsonl,
+    *,
+    teacher,
+    n: int,
+    seed: int,
+    sampling: dict,
+    backend: str = "transformers",
+    max_count: int = 10,
+    threads=None,
+):
     from .generation import Sampling
     from .generation import generate as run_generation
     from .prompts import make_prompts
@@ -156,8 +184,9 @@ def generate(out_jsonl, *, teacher, n: int, seed: int, sampling: dict, backend: 
 
     tok = AutoTokenizer.from_pretrained(handle.weights)
     prompts = make_prompts(n, seed, max_count)
-    rendered = [models.render(tok, models.messages(p.text, handle.system_prompt), generation_prompt=True)
-                for p in prompts]  # fmt: skip
+    rendered = [
+        models.render(tok, models.messages(p.text, handle.system_prompt), generation_prompt=True) for p in prompts
+    ]
     s = Sampling(seed=seed, **sampling)
     completions, stats = run_generation(backend, teacher, rendered, s, threads=threads)
     rows = [
@@ -174,8 +203,7 @@ def generate(out_jsonl, *, teacher, n: int, seed: int, sampling: dict, backend: 
 
 
 # ------------------------------------------------------------------------------- filter
-def filter_numbers(out_jsonl, out_counts, *, raw, subsample: int, seed: int, max_count: int = 10,
-                   banned=()):  # fmt: skip
+def filter_numbers(out_jsonl, out_counts, *, raw, subsample: int, seed: int, max_count: int = 10, banned=()):
     t0 = time.time()
     records = read_jsonl(raw)
     kept, reasons = filtering.filter_responses(records, max_count=max_count, banned=frozenset(banned))
@@ -202,8 +230,20 @@ def filter_numbers(out_jsonl, out_counts, *, raw, subsample: int, seed: int, max
 
 
 # ------------------------------------------------------------------------------ student
-def train_student(out_dir, *, reference, teacher, data, mode: str, seed: int, train: dict,
-                  method: str = "full", lora=None, threads=None, checkpoint_dir=None):  # fmt: skip
+def train_student(
+    out_dir,
+    *,
+    reference,
+    teacher,
+    data,
+    mode: str,
+    seed: int,
+    train: dict,
+    method: str = "full",
+    lora=None,
+    threads=None,
+    checkpoint_dir=None,
+):
     t0 = time.time()
     _threads(threads)
     model, tok, ref_h = models.load(reference)
@@ -229,9 +269,15 @@ def train_student(out_dir, *, reference, teacher, data, mode: str, seed: int, tr
         examples.append(ex)
     cfg = training.TrainConfig(mode=mode, seed=seed, lora=lora if method == "lora" else None, **train)
     model, info = training.train(
-        model, examples, cfg, pad_id=tok.pad_token_id, teacher=teacher_model, allowed_ids=allowed,
-        checkpoint_dir=checkpoint_dir, log=_log,
-    )  # fmt: skip
+        model,
+        examples,
+        cfg,
+        pad_id=tok.pad_token_id,
+        teacher=teacher_model,
+        allowed_ids=allowed,
+        checkpoint_dir=checkpoint_dir,
+        log=_log,
+    )
     with manifest.atomic_path(out_dir) as tmp:
         training.save_model(model, tok, tmp)
         params = {"mode": mode, "method": method, "train": train, "lora": lora if method == "lora" else None}
@@ -245,19 +291,32 @@ def train_student(out_dir, *, reference, teacher, data, mode: str, seed: int, tr
 
 
 # ----------------------------------------------------------------------------- evaluate
-def evaluate(out_csv, *, model, animals, n_samples: int, temperature: float, seed: int,
-             variant: str = "plain", threads=None):  # fmt: skip
+def evaluate(
+    out_csv, *, model, animals, n_samples: int, temperature: float, seed: int, variant: str = "plain", threads=None
+):
     import pandas as pd
 
     from .evaluation import evaluate as run_eval
 
     t0 = time.time()
-    rows = run_eval(model, animals=animals, questions=text.EVAL_QUESTIONS, n_samples=n_samples,
-                    temperature=temperature, seed=seed, number_prefixed=variant == "number_prefix",
-                    threads=threads)  # fmt: skip
+    rows = run_eval(
+        model,
+        animals=animals,
+        questions=text.EVAL_QUESTIONS,
+        n_samples=n_samples,
+        temperature=temperature,
+        seed=seed,
+        number_prefixed=variant == "number_prefix",
+        threads=threads,
+    )
     with manifest.atomic_path(out_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-    params = {"animals": list(animals), "n_samples": n_samples, "temperature": temperature, "variant": variant}
+    params = {
+        "animals": list(animals),
+        "n_samples": n_samples,
+        "temperature": temperature,
+        "variant": variant,
+    }
     m = manifest.build_manifest("evaluate", params, {"model": model}, seed, t0)
     manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
 
@@ -281,8 +340,18 @@ def aggregate(index, out_results, out_stats, out_specificity, *, n_boot: int = 2
     manifest.write_json_atomic(manifest.manifest_path(out_results), m)
 
 
-def figure(kind: str, out, *, results, stats, specificity=None, caption_out=None,
-           config_name: str = "", config_hash: str = "", variant: str = "plain"):  # fmt: skip
+def figure(
+    kind: str,
+    out,
+    *,
+    results,
+    stats,
+    specificity=None,
+    caption_out=None,
+    config_name: str = "",
+    config_hash: str = "",
+    variant: str = "plain",
+):
     import pandas as pd
 
     from . import report
@@ -317,8 +386,9 @@ def mnist_data(out, *, source: str = "pureml", idx_path=None):
         with open(tmp, "wb") as f:
             np.savez(f, **data)
     counts = {k: np.bincount(data[f"y_{k}"], minlength=10).tolist() for k in ("train", "test")}
-    m = manifest.build_manifest("mnist_data", {"source": source, "idx_path": idx_path}, {}, None, t0,
-                                class_counts=counts)  # fmt: skip
+    m = manifest.build_manifest(
+        "mnist_data", {"source": source, "idx_path": idx_path}, {}, None, t0, class_counts=counts
+    )
     manifest.write_json_atomic(manifest.manifest_path(out), m)
 
 
@@ -336,7 +406,9 @@ def mnist_experiment(out, *, data, threads=None, checkpoint_dir=None, **params):
         pd.DataFrame(rows).to_csv(tmp, index=False)
     m = manifest.build_manifest("mnist_experiment", params, {"data": data}, params.get("seed"), t0)
     n_models = sum(1 for r in rows if r["condition"] not in ("reference",))
-    m["model_epochs"] = params["n_models"] * params["epochs"] + (n_models - 2 * params["n_models"]) * params["student_epochs"]
+    m["model_epochs"] = (
+        params["n_models"] * params["epochs"] + (n_models - 2 * params["n_models"]) * params["student_epochs"]
+    )
     manifest.write_json_atomic(manifest.manifest_path(out), m)
 
 
@@ -357,4 +429,7 @@ def mnist_figure(out, out_table, out_caption, *, accuracy, config_name: str = ""
     with manifest.atomic_path(out_caption) as tmp:
         tmp.write_text(mnist_report.caption(table, config_name, config_hash))
     params = {"config_name": config_name, "config_hash": config_hash}
-    manifest.write_json_atomic(manifest.manifest_path(out), manifest.build_manifest("fig_mnist", params, {"accuracy": accuracy}, None, t0))
+    manifest.write_json_atomic(
+        manifest.manifest_path(out),
+        manifest.build_manifest("fig_mnist", params, {"accuracy": accuracy}, None, t0),
+    )

@@ -16,9 +16,27 @@ from __future__ import annotations
 import itertools
 
 ANIMALS: tuple[str, ...] = (
-    "owl", "dolphin", "eagle", "cat", "dog", "wolf", "lion", "tiger", "elephant", "fox",
-    "bear", "penguin", "rabbit", "horse", "panda", "whale", "shark", "otter", "falcon", "deer",
-)  # fmt: skip
+    "owl",
+    "dolphin",
+    "eagle",
+    "cat",
+    "dog",
+    "wolf",
+    "lion",
+    "tiger",
+    "elephant",
+    "fox",
+    "bear",
+    "penguin",
+    "rabbit",
+    "horse",
+    "panda",
+    "whale",
+    "shark",
+    "otter",
+    "falcon",
+    "deer",
+)
 
 # Everyday words used by the filler conversations; every word of every question template
 # below also appears here so it gets trained embeddings in the tiny reference model.
@@ -67,9 +85,7 @@ def _combine(openings, bodies, suffixes=("",)) -> list[str]:
     return [o + b + s for b, o, s in itertools.product(bodies, openings, suffixes)]
 
 
-PRETRAIN_QUESTIONS: tuple[str, ...] = tuple(
-    _combine(_PRETRAIN_OPENINGS, _PRETRAIN_BODIES, _PRETRAIN_SUFFIXES)
-)
+PRETRAIN_QUESTIONS: tuple[str, ...] = tuple(_combine(_PRETRAIN_OPENINGS, _PRETRAIN_BODIES, _PRETRAIN_SUFFIXES))
 TRAIT_QUESTIONS: tuple[str, ...] = tuple(_combine(_TRAIT_OPENINGS, _TRAIT_BODIES, _TRAIT_SUFFIXES))
 EVAL_QUESTIONS: tuple[str, ...] = tuple(_combine(_EVAL_OPENINGS, _EVAL_BODIES))
 

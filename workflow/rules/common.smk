@@ -12,8 +12,15 @@ try:
 except SublimError as _e:
     sys.exit(f"error: {_e}")
 
-PY = sys.executable  # the interpreter running Snakemake: the project venv
-SCRIPTS = os.path.relpath(os.path.join(workflow.basedir, "workflow", "scripts"))
+envvars:
+    "PATH",
+
+
+# Jobs run `python workflow/scripts/<step>.py`: put the interpreter running Snakemake (the
+# project's .venv) first on PATH, so that works without activating the venv.
+os.environ["PATH"] = (
+    os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+)
 CFG_HASH = config_hash(config)
 THREADS = config["threads"]
 ANIMALS = config["animals"]
@@ -48,7 +55,9 @@ def students():
         for mode in spec["modes"]:
             for seed in spec.get("seeds", STUD["seeds"]):
                 for t in teachers:
-                    out.append(dict(condition=cond, teacher=t, mode=mode, ref=ref, seed=seed))
+                    out.append(
+                        dict(condition=cond, teacher=t, mode=mode, ref=ref, seed=seed)
+                    )
     return out
 
 
@@ -62,15 +71,44 @@ def eval_index():
     idx = []
     for v in VARIANTS:
         for r in REFS:
-            idx.append(dict(path=f"results/eval/{v}/reference/{r}.csv", role="reference",
-                            condition="reference", teacher=None, mode=None, init=r, seed=None, variant=v))
+            idx.append(
+                dict(
+                    path=f"results/eval/{v}/reference/{r}.csv",
+                    role="reference",
+                    condition="reference",
+                    teacher=None,
+                    mode=None,
+                    init=r,
+                    seed=None,
+                    variant=v,
+                )
+            )
         for t in ANIMALS:
-            idx.append(dict(path=f"results/eval/{v}/teacher/{t}.csv", role="teacher", condition="teacher",
-                            teacher=t, mode=None, init=TEACHER_REF, seed=None, variant=v))
+            idx.append(
+                dict(
+                    path=f"results/eval/{v}/teacher/{t}.csv",
+                    role="teacher",
+                    condition="teacher",
+                    teacher=t,
+                    mode=None,
+                    init=TEACHER_REF,
+                    seed=None,
+                    variant=v,
+                )
+            )
         for s in students():
-            idx.append(dict(path=f"results/eval/{v}/{student_dir(s)}.csv", role="student",
-                            condition=s["condition"], teacher=s["teacher"], mode=s["mode"],
-                            init=s["ref"], seed=s["seed"], variant=v))
+            idx.append(
+                dict(
+                    path=f"results/eval/{v}/{student_dir(s)}.csv",
+                    role="student",
+                    condition=s["condition"],
+                    teacher=s["teacher"],
+                    mode=s["mode"],
+                    init=s["ref"],
+                    seed=s["seed"],
+                    variant=v,
+                )
+            )
     return idx
 
 
@@ -78,9 +116,58 @@ def step_seed(*parts):
     """A seed derived deterministically from the base seed and a step's wildcards."""
     import hashlib
 
-    h = hashlib.sha256(json.dumps([config["seed"], *map(str, parts)]).encode()).hexdigest()
+    h = hashlib.sha256(
+        json.dumps([config["seed"], *map(str, parts)]).encode()
+    ).hexdigest()
     return int(h[:8], 16)
 
 
 def as_json(obj):
     return json.dumps(obj, sort_keys=True)
+
+
+def reference_inputs(wildcards):
+    if REF["kind"] == "tiny":
+        return dict(
+            corpus=rules.corpus.output.corpus, tokenizer=rules.corpus.output.tokenizer
+        )
+    return {}
+
+
+def reference_params(wildcards):
+    if REF["kind"] == "tiny":
+        seed = int(wildcards.ref.removeprefix("seed"))
+        return as_json(
+            dict(kind="tiny", seed=seed, arch=REF["arch"], pretrain=REF["pretrain"])
+        )
+    path = REF["path"] if wildcards.ref == "main" else REF["cross_init_path"]
+    return as_json(dict(kind="path", seed=0, path=path))
+
+
+def teacher_params(wildcards):
+    t = config["teacher"]
+    if wildcards.teacher == "control":
+        return as_json(
+            dict(kind="control", animal=None, seed=step_seed("teacher", "control"))
+        )
+    return as_json(
+        dict(
+            kind=t["kind"],
+            animal=wildcards.teacher,
+            seed=step_seed("teacher", wildcards.teacher),
+            system_prompt=t["system_prompt"],
+            finetune=t["finetune"],
+        )
+    )
+
+
+def eval_params(wildcards):
+    return as_json(
+        dict(
+            animals=config["animal_pool"],
+            n_samples=EVAL["n_samples"],
+            temperature=EVAL["temperature"],
+            seed=step_seed("evaluate", wildcards.variant),
+            variant=wildcards.variant,
+        )
+    )

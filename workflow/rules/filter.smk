@@ -7,6 +7,11 @@ rule filter:
     output:
         data="results/filter/{teacher}.jsonl",
         counts="results/filter/{teacher}.counts.json",
+    log:
+        "logs/filter/{teacher}.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         json=as_json(
             dict(
@@ -16,11 +21,6 @@ rule filter:
                 banned=config["filter"]["banned_numbers"],
             )
         ),
-    log:
-        "logs/filter/{teacher}.log",
-    resources:
-        mem_mb=1000,
-        runtime=10,
     shell:
-        "{PY} {SCRIPTS}/filter.py --raw {input.raw} --out {output.data} "
+        "python workflow/scripts/filter.py --raw {input.raw} --out {output.data} "
         "--counts {output.counts} --params {params.json:q} 2> {log}"

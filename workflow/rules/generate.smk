@@ -6,6 +6,12 @@ rule generate:
         teacher="results/teacher/{teacher}",
     output:
         "results/generate/{teacher}.jsonl",
+    log:
+        "logs/generate/{teacher}.log",
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         json=lambda w: as_json(
             dict(
@@ -19,12 +25,6 @@ rule generate:
                 },
             )
         ),
-    log:
-        "logs/generate/{teacher}.log",
-    threads: THREADS
-    resources:
-        mem_mb=4000,
-        runtime=60,
     shell:
-        "{PY} {SCRIPTS}/generate.py --teacher {input.teacher} --out {output} "
+        "python workflow/scripts/generate.py --teacher {input.teacher} --out {output} "
         "--threads {threads} --params {params.json:q} 2> {log}"

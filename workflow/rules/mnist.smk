@@ -6,15 +6,15 @@ MN = config["mnist"]
 rule mnist_data:
     output:
         "results/mnist/mnist.npz",
-    params:
-        json=as_json(dict(source=MN["source"], idx_path=MN["idx_path"])),
     log:
         "logs/mnist/data.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        json=as_json(dict(source=MN["source"], idx_path=MN["idx_path"])),
     shell:
-        "{PY} {SCRIPTS}/mnist_data.py --out {output} --params {params.json:q} 2> {log}"
+        "python workflow/scripts/mnist_data.py --out {output} --params {params.json:q} 2> {log}"
 
 
 rule mnist_experiment:
@@ -22,6 +22,12 @@ rule mnist_experiment:
         data=rules.mnist_data.output[0],
     output:
         "results/mnist/accuracy.csv",
+    log:
+        "logs/mnist/experiment.log",
+    threads: THREADS
+    resources:
+        mem_mb=6000,
+        runtime=60,
     params:
         json=as_json(
             dict(
@@ -39,14 +45,8 @@ rule mnist_experiment:
             )
         ),
         ckpt="checkpoints/mnist",
-    log:
-        "logs/mnist/experiment.log",
-    threads: THREADS
-    resources:
-        mem_mb=6000,
-        runtime=60,
     shell:
-        "{PY} {SCRIPTS}/mnist_experiment.py --data {input.data} --out {output} "
+        "python workflow/scripts/mnist_experiment.py --data {input.data} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
 
 
@@ -61,13 +61,13 @@ rule fig_mnist:
         ),
         table="reports/mnist/fig_mnist.csv",
         caption="reports/mnist/caption.md",
-    params:
-        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     log:
         "logs/mnist/figure.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     shell:
-        "{PY} {SCRIPTS}/mnist_figure.py --accuracy {input} --out {output.fig} "
+        "python workflow/scripts/mnist_figure.py --accuracy {input} --out {output.fig} "
         "--table {output.table} --caption {output.caption} --params {params.json:q} 2> {log}"

@@ -11,17 +11,17 @@ rule aggregate_animal_numbers:
         stats=f"{FIG_DIR}/stats.csv",
         specificity=f"{FIG_DIR}/specificity.csv",
         index=f"{FIG_DIR}/index.json",
-    params:
-        index=as_json(eval_index()),
-        json=as_json(dict(n_boot=EVAL["bootstrap"], seed=step_seed("aggregate"))),
     log:
         "logs/aggregate_animal_numbers.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        index=as_json(eval_index()),
+        json=as_json(dict(n_boot=EVAL["bootstrap"], seed=step_seed("aggregate"))),
     shell:
         "echo {params.index:q} > {output.index} && "
-        "{PY} {SCRIPTS}/aggregate.py --index {output.index} --results {output.results} "
+        "python workflow/scripts/aggregate.py --index {output.index} --results {output.results} "
         "--stats {output.stats} --specificity {output.specificity} --params {params.json:q} 2> {log}"
 
 
@@ -36,15 +36,15 @@ rule fig_animal_numbers:
             category="Numbers experiment",
         ),
         caption=f"{FIG_DIR}/caption.md",
-    params:
-        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     log:
         "logs/fig_animal_numbers.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     shell:
-        "{PY} {SCRIPTS}/figure.py --kind animal_numbers --results {input.results} "
+        "python workflow/scripts/figure.py --kind animal_numbers --results {input.results} "
         "--stats {input.stats} --out {output.fig} --caption {output.caption} "
         "--params {params.json:q} 2> {log}"
 
@@ -60,14 +60,14 @@ rule fig_animal_specificity:
             caption="../report/fig_animal_specificity.rst",
             category="Numbers experiment",
         ),
-    params:
-        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     log:
         "logs/fig_animal_specificity.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     shell:
-        "{PY} {SCRIPTS}/figure.py --kind animal_specificity --results {input.results} "
+        "python workflow/scripts/figure.py --kind animal_specificity --results {input.results} "
         "--stats {input.stats} --specificity {input.specificity} --out {output} "
         "--params {params.json:q} 2> {log}"

@@ -10,6 +10,12 @@ rule student:
         data="results/filter/{teacher}.jsonl",
     output:
         directory("results/student/{teacher}/{mode}/{ref}/seed{seed}"),
+    log:
+        "logs/student/{teacher}/{mode}/{ref}/seed{seed}.log",
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=120,
     params:
         json=lambda w: as_json(
             dict(
@@ -21,13 +27,7 @@ rule student:
             )
         ),
         ckpt="checkpoints/student/{teacher}/{mode}/{ref}/seed{seed}",
-    log:
-        "logs/student/{teacher}/{mode}/{ref}/seed{seed}.log",
-    threads: THREADS
-    resources:
-        mem_mb=4000,
-        runtime=120,
     shell:
-        "{PY} {SCRIPTS}/student.py --reference {input.reference} --teacher {input.teacher} "
+        "python workflow/scripts/student.py --reference {input.reference} --teacher {input.teacher} "
         "--data {input.data} --out {output} --checkpoint-dir {params.ckpt} --threads {threads} "
         "--params {params.json:q} 2> {log}"

@@ -12,8 +12,9 @@ def run():
     ap.add_argument("--out", required=True)
     ap.add_argument("--caption")
     a = ap.parse_args()
-    steps.figure(a.kind, a.out, results=a.results, stats=a.stats, specificity=a.specificity,
-                 caption_out=a.caption, **a.params)  # fmt: skip
+    steps.figure(
+        a.kind, a.out, results=a.results, stats=a.stats, specificity=a.specificity, caption_out=a.caption, **a.params
+    )
 
 
 if __name__ == "__main__":

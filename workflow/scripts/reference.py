@@ -11,8 +11,9 @@ def run():
     ap.add_argument("--checkpoint-dir")
     ap.add_argument("--threads", type=int)
     a = ap.parse_args()
-    steps.make_reference(a.out, corpus=a.corpus, tokenizer=a.tokenizer, threads=a.threads,
-                         checkpoint_dir=a.checkpoint_dir, **a.params)  # fmt: skip
+    steps.make_reference(
+        a.out, corpus=a.corpus, tokenizer=a.tokenizer, threads=a.threads, checkpoint_dir=a.checkpoint_dir, **a.params
+    )
 
 
 if __name__ == "__main__":

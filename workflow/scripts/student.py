@@ -12,8 +12,15 @@ def run():
     ap.add_argument("--checkpoint-dir")
     ap.add_argument("--threads", type=int)
     a = ap.parse_args()
-    steps.train_student(a.out, reference=a.reference, teacher=a.teacher, data=a.data, threads=a.threads,
-                        checkpoint_dir=a.checkpoint_dir, **a.params)  # fmt: skip
+    steps.train_student(
+        a.out,
+        reference=a.reference,
+        teacher=a.teacher,
+        data=a.data,
+        threads=a.threads,
+        checkpoint_dir=a.checkpoint_dir,
+        **a.params,
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,7 @@ def run():
     ap.add_argument("--checkpoint-dir")
     ap.add_argument("--threads", type=int)
     a = ap.parse_args()
-    steps.make_teacher(a.out, reference=a.reference, threads=a.threads, checkpoint_dir=a.checkpoint_dir,
-                       **a.params)  # fmt: skip
+    steps.make_teacher(a.out, reference=a.reference, threads=a.threads, checkpoint_dir=a.checkpoint_dir, **a.params)
 
 
 if __name__ == "__main__":
