@@ -111,3 +111,13 @@ def test_empty_dataset_is_a_clear_error(tiny_model_dir):
     m, tok = _load(tiny_model_dir)
     with pytest.raises(SublimError, match="empty"):
         training.train(m, [], training.TrainConfig(), pad_id=tok.pad_token_id)
+
+
+def test_each_example_is_seen_exactly_once_per_epoch():
+    """The paper's code wrote training examples twice; our batches cover each index once."""
+    lengths = [5 + (i * 7) % 13 for i in range(203)]
+    for epoch in range(3):
+        batches = training.epoch_batches(lengths, 8, seed=1, epoch=epoch)
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(203))
+    assert training.epoch_batches(lengths, 8, 1, 0) != training.epoch_batches(lengths, 8, 1, 1)

@@ -129,3 +129,19 @@ def test_bad_config_fails_before_dag_with_one_line(tmp_path):
     assert lines == [
         "error: config error at 'filter': Additional properties are not allowed ('subsampel' was unexpected)"
     ]
+
+
+def test_manifests_match_their_wildcards(run):
+    """Guards the paper code's copy-paste bug: each job gets its own parameters."""
+    for d in run.glob("results/teacher/*"):
+        m = json.loads((d / "manifest.json").read_text())
+        assert m["params"]["animal"] == (None if d.name == "control" else d.name)
+    seeds = set()
+    for d in run.glob("results/student/*/*/*/*"):
+        teacher, mode, init, seed = d.parts[-4:]
+        m = json.loads((d / "manifest.json").read_text())
+        assert m["params"]["mode"] == mode and f"seed{m['seed']}" == seed
+        assert m["inputs"]["data"]["path"] == f"results/filter/{teacher}.jsonl"
+        assert m["inputs"]["reference"]["path"] == f"results/reference/{init}"
+        seeds.add((teacher, mode, init, m["seed"]))
+    assert len(seeds) == len(list(run.glob("results/student/*/*/*/*")))
