@@ -64,3 +64,20 @@ def test_margin_definition():
     d = report.per_question(df).set_index("animal")
     assert math.isclose(d.loc["owl", "margin"], np.log(2))
     assert math.isclose(d.loc["owl", "rate"], 1.0)
+
+
+def test_index_from_paths_reads_conditions():
+    paths = [
+        "results/eval/plain/reference/seed1.csv",
+        "results/eval/plain/teacher/owl.csv",
+        "results/eval/plain/student/owl/sft/seed0/seed2.csv",
+        "results/eval/number_prefix/student/control/distill/seed0/seed0.csv",
+        "results/eval/plain/student/owl/distill/seed1/seed0.csv",
+        "results/eval/plain/student/control/distill/seed1/seed1.csv",
+    ]
+    idx = report.index_from_paths(paths, "seed0")
+    assert [e["condition"] for e in idx] == [
+        "reference", "teacher", "treatment", "control", "cross_init", "cross_init_control",
+    ]  # fmt: skip
+    assert idx[2]["seed"] == 2 and idx[2]["mode"] == "sft" and idx[3]["variant"] == "number_prefix"
+    assert idx[0]["init"] == "seed1" and idx[1]["teacher"] == "owl"

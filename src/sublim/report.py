@@ -26,6 +26,37 @@ METRICS = {"p": "P(target)", "margin": "logit margin", "rate": "sampled-answer r
 CONTROL_OF = {"treatment": "control", "cross_init": "cross_init_control"}
 
 
+def index_from_paths(paths, teacher_init: str) -> list[dict]:
+    """What each evaluation CSV scores, read off its path.
+
+    ``results/eval/{variant}/reference/{init}.csv``, ``.../teacher/{animal}.csv`` and
+    ``.../student/{teacher}/{mode}/{init}/seed{seed}.csv``; a student's condition follows from
+    its teacher (an animal or ``control``) and whether it shares the teachers' init.
+    """
+    out = []
+    for p in map(str, paths):
+        parts = p.removesuffix(".csv").split("/")
+        i = parts.index("eval")
+        variant, role, rest = parts[i + 1], parts[i + 2], parts[i + 3 :]
+        e = dict(path=p, role=role, variant=variant, teacher=None, mode=None, init=teacher_init, seed=None)
+        if role == "reference":
+            e.update(condition="reference", init=rest[0])
+        elif role == "teacher":
+            e.update(condition="teacher", teacher=rest[0])
+        elif role == "student":
+            teacher, mode, init, seed = rest
+            same = init == teacher_init
+            if teacher == "control":
+                cond = "control" if same else "cross_init_control"
+            else:
+                cond = "treatment" if same else "cross_init"
+            e.update(condition=cond, teacher=teacher, mode=mode, init=init, seed=int(seed.removeprefix("seed")))
+        else:
+            raise ValueError(f"not an evaluation path: {p}")
+        out.append(e)
+    return out
+
+
 def per_question(df: pd.DataFrame) -> pd.DataFrame:
     """Add the logit margin (log P(a) - mean log P over other animals) and sampled rate."""
     d = df[df["animal"] != "other"].copy()

@@ -322,13 +322,13 @@ def evaluate(
 
 
 # ------------------------------------------------------------------------------ report
-def aggregate(index, out_results, out_stats, out_specificity, *, n_boot: int = 2000, seed: int = 0):
+def aggregate(evals, out_results, out_stats, out_specificity, *, teacher_init: str, n_boot: int = 2000, seed: int = 0):
     import pandas as pd
 
     from . import report
 
     t0 = time.time()
-    entries = json.loads(Path(index).read_text()) if not isinstance(index, list) else index
+    entries = report.index_from_paths(evals, teacher_init)
     res = report.aggregate(entries, n_boot=n_boot, seed=seed)
     tests = report.test_table(res, seed=seed)
     spec = report.specificity(res)
@@ -336,7 +336,8 @@ def aggregate(index, out_results, out_stats, out_specificity, *, n_boot: int = 2
         with manifest.atomic_path(out) as tmp:
             pd.DataFrame(df).to_csv(tmp, index=False)
     inputs = {f"eval{i}": e["path"] for i, e in enumerate(entries)}
-    m = manifest.build_manifest("aggregate", {"n_boot": n_boot, "index": entries}, inputs, seed, t0)
+    params = {"n_boot": n_boot, "teacher_init": teacher_init}
+    m = manifest.build_manifest("aggregate", params, inputs, seed, t0, index=entries)
     manifest.write_json_atomic(manifest.manifest_path(out_results), m)
 
 

@@ -12,6 +12,7 @@ try:
 except SublimError as _e:
     sys.exit(f"error: {_e}")
 
+
 envvars:
     "PATH",
 
@@ -66,50 +67,14 @@ def student_dir(s):
     return f"student/{s['teacher']}/{s['mode']}/{s['ref']}/seed{s['seed']}"
 
 
-def eval_index():
-    """Every evaluation CSV with what the evaluated model is."""
-    idx = []
+def eval_paths():
+    """Every evaluation CSV: references, teachers and students, per variant."""
+    out = []
     for v in VARIANTS:
-        for r in REFS:
-            idx.append(
-                dict(
-                    path=f"results/eval/{v}/reference/{r}.csv",
-                    role="reference",
-                    condition="reference",
-                    teacher=None,
-                    mode=None,
-                    init=r,
-                    seed=None,
-                    variant=v,
-                )
-            )
-        for t in ANIMALS:
-            idx.append(
-                dict(
-                    path=f"results/eval/{v}/teacher/{t}.csv",
-                    role="teacher",
-                    condition="teacher",
-                    teacher=t,
-                    mode=None,
-                    init=TEACHER_REF,
-                    seed=None,
-                    variant=v,
-                )
-            )
-        for s in students():
-            idx.append(
-                dict(
-                    path=f"results/eval/{v}/{student_dir(s)}.csv",
-                    role="student",
-                    condition=s["condition"],
-                    teacher=s["teacher"],
-                    mode=s["mode"],
-                    init=s["ref"],
-                    seed=s["seed"],
-                    variant=v,
-                )
-            )
-    return idx
+        out += [f"results/eval/{v}/reference/{r}.csv" for r in REFS]
+        out += [f"results/eval/{v}/teacher/{t}.csv" for t in ANIMALS]
+        out += [f"results/eval/{v}/{student_dir(s)}.csv" for s in students()]
+    return out
 
 
 def step_seed(*parts):

@@ -5,24 +5,27 @@ FIG_DIR = "reports/animal_numbers"
 
 rule aggregate_animal_numbers:
     input:
-        [e["path"] for e in eval_index()],
+        eval_paths(),
     output:
         results=f"{FIG_DIR}/results.csv",
         stats=f"{FIG_DIR}/stats.csv",
         specificity=f"{FIG_DIR}/specificity.csv",
-        index=f"{FIG_DIR}/index.json",
     log:
         "logs/aggregate_animal_numbers.log",
     resources:
         mem_mb=2000,
         runtime=10,
     params:
-        index=as_json(eval_index()),
-        json=as_json(dict(n_boot=EVAL["bootstrap"], seed=step_seed("aggregate"))),
+        json=as_json(
+            dict(
+                n_boot=EVAL["bootstrap"],
+                seed=step_seed("aggregate"),
+                teacher_init=TEACHER_REF,
+            )
+        ),
     shell:
-        "echo {params.index:q} > {output.index} && "
-        "python workflow/scripts/aggregate.py --index {output.index} --results {output.results} "
-        "--stats {output.stats} --specificity {output.specificity} --params {params.json:q} 2> {log}"
+        "python workflow/scripts/aggregate.py --results {output.results} --stats {output.stats} "
+        "--specificity {output.specificity} --params {params.json:q} {input} 2> {log}"
 
 
 rule fig_animal_numbers:
