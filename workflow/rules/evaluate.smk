@@ -6,7 +6,8 @@ rule evaluate:
     input:
         model="results/{model}",
     output:
-        "results/eval/{variant}/{model}.csv",
+        data="results/eval/{variant}/{model}.csv",
+        manifest="results/eval/{variant}/{model}.csv.manifest.json",
     log:
         "logs/eval/{variant}/{model}.log",
     wildcard_constraints:
@@ -18,5 +19,5 @@ rule evaluate:
     params:
         json=eval_params,
     shell:
-        "python workflow/scripts/evaluate.py --model {input.model} --out {output} "
+        "python workflow/scripts/evaluate.py --model {input.model} --out {output.data} "
         "--threads {threads} --params {params.json:q} 2> {log}"

@@ -6,6 +6,7 @@ rule filter:
         raw="results/generate/{teacher}.jsonl",
     output:
         data="results/filter/{teacher}.jsonl",
+        manifest="results/filter/{teacher}.jsonl.manifest.json",
         counts="results/filter/{teacher}.counts.json",
     log:
         "logs/filter/{teacher}.log",

@@ -5,7 +5,8 @@ rule generate:
     input:
         teacher="results/teacher/{teacher}",
     output:
-        "results/generate/{teacher}.jsonl",
+        data="results/generate/{teacher}.jsonl",
+        manifest="results/generate/{teacher}.jsonl.manifest.json",
     log:
         "logs/generate/{teacher}.log",
     threads: THREADS
@@ -26,5 +27,5 @@ rule generate:
             )
         ),
     shell:
-        "python workflow/scripts/generate.py --teacher {input.teacher} --out {output} "
+        "python workflow/scripts/generate.py --teacher {input.teacher} --out {output.data} "
         "--threads {threads} --params {params.json:q} 2> {log}"

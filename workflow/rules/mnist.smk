@@ -5,7 +5,8 @@ MN = config["mnist"]
 
 rule mnist_data:
     output:
-        "results/mnist/mnist.npz",
+        data="results/mnist/mnist.npz",
+        manifest="results/mnist/mnist.npz.manifest.json",
     log:
         "logs/mnist/data.log",
     resources:
@@ -14,14 +15,15 @@ rule mnist_data:
     params:
         json=as_json(dict(source=MN["source"], idx_path=MN["idx_path"])),
     shell:
-        "python workflow/scripts/mnist_data.py --out {output} --params {params.json:q} 2> {log}"
+        "python workflow/scripts/mnist_data.py --out {output.data} --params {params.json:q} 2> {log}"
 
 
 rule mnist_experiment:
     input:
-        data=rules.mnist_data.output[0],
+        data=rules.mnist_data.output.data,
     output:
-        "results/mnist/accuracy.csv",
+        data="results/mnist/accuracy.csv",
+        manifest="results/mnist/accuracy.csv.manifest.json",
     log:
         "logs/mnist/experiment.log",
     threads: THREADS
@@ -46,13 +48,13 @@ rule mnist_experiment:
         ),
         ckpt="checkpoints/mnist",
     shell:
-        "python workflow/scripts/mnist_experiment.py --data {input.data} --out {output} "
+        "python workflow/scripts/mnist_experiment.py --data {input.data} --out {output.data} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
 
 
 rule fig_mnist:
     input:
-        rules.mnist_experiment.output[0],
+        rules.mnist_experiment.output.data,
     output:
         fig=report(
             "reports/mnist/fig_mnist.png",
@@ -61,6 +63,7 @@ rule fig_mnist:
         ),
         table="reports/mnist/fig_mnist.csv",
         caption="reports/mnist/caption.md",
+        manifest="reports/mnist/fig_mnist.png.manifest.json",
     log:
         "logs/mnist/figure.log",
     resources:

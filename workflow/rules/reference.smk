@@ -5,6 +5,7 @@
 rule corpus:
     output:
         corpus="results/corpus/corpus.jsonl",
+        manifest="results/corpus/corpus.jsonl.manifest.json",
         tokenizer=directory("results/corpus/tokenizer"),
     log:
         "logs/corpus.log",

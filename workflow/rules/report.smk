@@ -8,6 +8,7 @@ rule aggregate_animal_numbers:
         eval_paths(),
     output:
         results=f"{FIG_DIR}/results.csv",
+        manifest=f"{FIG_DIR}/results.csv.manifest.json",
         stats=f"{FIG_DIR}/stats.csv",
         specificity=f"{FIG_DIR}/specificity.csv",
     log:
@@ -39,6 +40,7 @@ rule fig_animal_numbers:
             category="Numbers experiment",
         ),
         caption=f"{FIG_DIR}/caption.md",
+        manifest=f"{FIG_DIR}/fig_animal_numbers.png.manifest.json",
     log:
         "logs/fig_animal_numbers.log",
     resources:
@@ -58,11 +60,12 @@ rule fig_animal_specificity:
         stats=rules.aggregate_animal_numbers.output.stats,
         specificity=rules.aggregate_animal_numbers.output.specificity,
     output:
-        report(
+        fig=report(
             f"{FIG_DIR}/fig_animal_specificity.png",
             caption="../report/fig_animal_specificity.rst",
             category="Numbers experiment",
         ),
+        manifest=f"{FIG_DIR}/fig_animal_specificity.png.manifest.json",
     log:
         "logs/fig_animal_specificity.log",
     resources:
@@ -72,5 +75,5 @@ rule fig_animal_specificity:
         json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     shell:
         "python workflow/scripts/figure.py --kind animal_specificity --results {input.results} "
-        "--stats {input.stats} --specificity {input.specificity} --out {output} "
+        "--stats {input.stats} --specificity {input.specificity} --out {output.fig} "
         "--params {params.json:q} 2> {log}"

@@ -1,0 +1,66 @@
+"""The ``sublim`` command: ``lineage`` (audit an artifact) and ``record`` (version a run with DVC)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import SublimError
+
+
+def cmd_lineage(a) -> None:
+    from . import lineage
+
+    nodes = lineage.lineage(a.path, Path(a.root))
+    print(json.dumps(nodes, indent=2) if a.json else lineage.format_text(nodes))
+    if any(n["matches_record"] is False for n in nodes):
+        sys.exit(3)
+
+
+def cmd_record(a) -> None:
+    """Regenerate dvc.yaml for the config, then commit every output to the DVC cache."""
+    from . import dvcexport
+
+    root = Path(a.root).resolve()
+    cfg = Path(a.configfile).resolve() if a.configfile else None
+    text = dvcexport.render(dvcexport.build_dvc_yaml(root, cfg))
+    if (root / "dvc.yaml").read_text() != text if (root / "dvc.yaml").exists() else True:
+        (root / "dvc.yaml").write_text(text)
+        print("dvc.yaml regenerated for this config", file=sys.stderr)
+    if not (root / ".dvc").exists():
+        raise SublimError("no .dvc/ here: run `dvc init` first")
+    subprocess.run(["dvc", "commit", "--force", "--quiet"], cwd=root, check=True)
+    print("recorded: outputs committed to the DVC cache, dvc.lock written (nothing was rerun)", file=sys.stderr)
+    if a.push:
+        subprocess.run(["dvc", "push", "--quiet"], cwd=root, check=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="sublim", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("lineage", help="print an artifact's chain back to the reference model")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--root", default=".")
+    p.set_defaults(fn=cmd_lineage)
+    p = sub.add_parser("record", help="commit a finished Snakemake run to DVC (dvc.lock) without rerunning")
+    p.add_argument("--configfile", help="the preset the run used (default: config.yaml)")
+    p.add_argument("--push", action="store_true", help="also dvc push to the default remote")
+    p.add_argument("--root", default=".")
+    p.set_defaults(fn=cmd_record)
+    a = ap.parse_args(argv)
+    try:
+        a.fn(a)
+    except SublimError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except subprocess.CalledProcessError as e:
+        print(f"error: {' '.join(e.cmd)} failed with exit code {e.returncode}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
