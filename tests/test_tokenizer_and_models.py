@@ -49,3 +49,22 @@ def test_manifest_pointer_resolves(tmp_path, tiny_model_dir):
     (d / "manifest.json").write_text(json.dumps({"model_path": str(tiny_model_dir), "system_prompt": "hi"}))
     h = models.resolve(d)
     assert h.weights == tiny_model_dir and h.system_prompt == "hi"
+
+
+def test_system_prompt_none_empty_and_text_render_differently(tiny_tokenizer):
+    """A template that inserts a default system prompt when none is given (as Qwen2.5's does):
+    None keeps that default, "" suppresses it, a string replaces it -- all visible choices."""
+    t = tiny_tokenizer
+    saved = t.chat_template
+    t.chat_template = (
+        "{% if messages[0]['role'] != 'system' %}<|system|>you are a default helper.<|end|>{% endif %}" + saved
+    )
+    try:
+        none = models.render(t, models.messages("hi", None), generation_prompt=True)
+        empty = models.render(t, models.messages("hi", ""), generation_prompt=True)
+        text = models.render(t, models.messages("hi", "you love owls."), generation_prompt=True)
+    finally:
+        t.chat_template = saved
+    assert "default helper" in none
+    assert "default helper" not in empty and empty.startswith("<|system|><|end|>")
+    assert "you love owls." in text and "default helper" not in text

@@ -82,7 +82,7 @@ def build_tiny_llama(vocab_size: int, arch: dict, seed: int, tokenizer):
 
 
 def messages(user: str, system_prompt: str | None = None, assistant: str | None = None) -> list[dict]:
-    msgs = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    msgs = [{"role": "system", "content": system_prompt}] if system_prompt is not None else []
     msgs.append({"role": "user", "content": user})
     if assistant is not None:
         msgs.append({"role": "assistant", "content": assistant})

@@ -79,6 +79,7 @@ def make_reference(
     pretrain=None,
     threads=None,
     checkpoint_dir=None,
+    system_prompt=None,
 ):
     """Pretrain the tiny reference from scratch, or register a local model path."""
     t0 = time.time()
@@ -88,8 +89,10 @@ def make_reference(
             raise SublimError(f"reference model path has no config.json: {path}")
         with manifest.atomic_path(out_dir) as tmp:
             tmp.mkdir()
-            m = manifest.build_manifest("reference", {"kind": kind, "path": str(path)}, {}, seed, t0)
+            params = {"kind": kind, "path": str(path), "system_prompt": system_prompt}
+            m = manifest.build_manifest("reference", params, {}, seed, t0)
             m["model_path"] = str(Path(path).resolve())
+            m["system_prompt"] = system_prompt
             manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
         return
     from transformers import AutoTokenizer
@@ -109,6 +112,7 @@ def make_reference(
         m = manifest.build_manifest("reference", params, {"corpus": corpus, "tokenizer": tokenizer}, seed, t0)
         m["training"] = info
         m["n_parameters"] = sum(p.numel() for p in model.parameters())
+        m["system_prompt"] = system_prompt
         manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
     training.clear_checkpoint(checkpoint_dir)
 
@@ -149,7 +153,9 @@ def make_teacher(
     data = corpus_mod.trait_dataset(animal, finetune["n_examples"], seed)
     examples = []
     for r in data:
-        p, c = models.encode_completion(tok, r["messages"][0]["content"], r["messages"][1]["content"])
+        p, c = models.encode_completion(
+            tok, r["messages"][0]["content"], r["messages"][1]["content"], ref.system_prompt
+        )
         examples.append(training.Example(p + c, len(p)))
     cfg_kw = {k: v for k, v in finetune.items() if k != "n_examples"}
     cfg = training.TrainConfig(mode="sft", seed=seed, **cfg_kw)
@@ -158,6 +164,7 @@ def make_teacher(
         training.save_model(model, tok, tmp)
         m = manifest.build_manifest("teacher", params, inputs, seed, t0)
         m["training"] = info
+        m["system_prompt"] = ref.system_prompt
         manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
     training.clear_checkpoint(checkpoint_dir)
 
@@ -286,6 +293,7 @@ def train_student(
         m["training"] = info
         m["n_allowed_tokens"] = len(allowed) if allowed is not None else None
         m["example_training_text"] = tok.decode(examples[0].input_ids)
+        m["system_prompt"] = ref_h.system_prompt
         manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
     training.clear_checkpoint(checkpoint_dir)
 

@@ -103,10 +103,18 @@ def reference_params(wildcards):
     if REF["kind"] == "tiny":
         seed = int(wildcards.ref.removeprefix("seed"))
         return as_json(
-            dict(kind="tiny", seed=seed, arch=REF["arch"], pretrain=REF["pretrain"])
+            dict(
+                kind="tiny",
+                seed=seed,
+                arch=REF["arch"],
+                pretrain=REF["pretrain"],
+                system_prompt=REF["system_prompt"],
+            )
         )
     path = REF["path"] if wildcards.ref == "main" else REF["cross_init_path"]
-    return as_json(dict(kind="path", seed=0, path=path))
+    return as_json(
+        dict(kind="path", seed=0, path=path, system_prompt=REF["system_prompt"])
+    )
 
 
 def teacher_params(wildcards):
