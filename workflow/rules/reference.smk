@@ -33,7 +33,9 @@ rule reference:
         directory("results/reference/{ref}"),
     log:
         "logs/reference/{ref}.log",
-    # start both references before the independent MNIST branch: everything waits on them
+    wildcard_constraints:
+        ref=TEACHER_REF,
+    # the teachers' reference is on the critical path: start it before anything else
     priority: 50
     threads: THREADS
     resources:
@@ -50,3 +52,10 @@ rule reference:
     shell:
         "python workflow/scripts/reference.py {params.io} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
+
+
+# The cross-initialisation reference(s): the same job, needed only later.
+use rule reference as reference_cross with:
+    wildcard_constraints:
+        ref="|".join(r for r in REFS if r != TEACHER_REF) or "(?!)",
+    priority: 0
