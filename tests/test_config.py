@@ -53,3 +53,43 @@ def test_validation_does_not_share_default_objects():
     a["students"]["seeds"].append(99)
     assert 99 not in b["students"]["seeds"]
     assert copy.deepcopy(b) == b
+
+
+def _expected_jobs(cfg):
+    n_students = 0
+    for e in cfg["students"]["matrix"]:
+        n_teachers = len(cfg["animals"]) if e["condition"] in ("treatment", "cross_init") else 1
+        n_students += len(e["modes"]) * len(e.get("seeds", cfg["students"]["seeds"])) * n_teachers
+    refs = (
+        len(cfg["reference"]["seeds"])
+        if cfg["reference"]["kind"] == "tiny"
+        else 1 + bool(cfg["reference"].get("cross_init_path"))
+    )
+    n_eval = len(cfg["evaluation"]["variants"]) * (refs + len(cfg["animals"]) + n_students)
+    return n_students, n_eval
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_preset_dry_run_builds_the_expected_matrix_in_seconds(path, tmp_path):
+    import re
+    import subprocess
+    import sys
+    import time
+
+    cfg = validate(yaml.safe_load(path.read_text()))
+    (tmp_path / "workflow").symlink_to(ROOT / "workflow")
+    t0 = time.time()
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "-n", "all", "--configfile", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    elapsed = time.time() - t0
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    n_students, n_eval = _expected_jobs(cfg)
+    assert int(counts["student"]) == n_students
+    assert int(counts["evaluate"]) == n_eval
+    assert int(counts["teacher"]) == len(cfg["animals"]) + 1
+    assert ("mnist_experiment" in counts) == cfg["mnist"]["enabled"]
+    assert elapsed < 20, f"dry run took {elapsed:.1f}s"

@@ -77,6 +77,14 @@ def eval_paths():
     return out
 
 
+def res(rule, key, default):
+    """A rule's resource: the config's per-rule override, else the rule's own default."""
+    return config["resources"].get(rule, {}).get(key, default)
+
+
+GPU = 1 if config["gpu"] else 0
+
+
 def step_seed(*parts):
     """A seed derived deterministically from the base seed and a step's wildcards."""
     import hashlib

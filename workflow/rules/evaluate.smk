@@ -14,8 +14,9 @@ rule evaluate:
         model="(reference|teacher|student)/.+",
     threads: THREADS
     resources:
-        mem_mb=3000,
-        runtime=30,
+        mem_mb=res("evaluate", "mem_mb", 3000),
+        gpu=GPU,
+        runtime=res("evaluate", "runtime", 30),
     params:
         json=eval_params,
     shell:

@@ -11,8 +11,8 @@ rule filter:
     log:
         "logs/filter/{teacher}.log",
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=res("filter", "mem_mb", 1000),
+        runtime=res("filter", "runtime", 10),
     params:
         json=as_json(
             dict(

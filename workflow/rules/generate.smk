@@ -11,8 +11,9 @@ rule generate:
         "logs/generate/{teacher}.log",
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=res("generate", "mem_mb", 4000),
+        gpu=GPU,
+        runtime=res("generate", "runtime", 60),
     params:
         json=lambda w: as_json(
             dict(

@@ -10,8 +10,8 @@ rule mnist_data:
     log:
         "logs/mnist/data.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=res("mnist_data", "mem_mb", 2000),
+        runtime=res("mnist_data", "runtime", 10),
     params:
         json=as_json(dict(source=MN["source"], idx_path=MN["idx_path"])),
     shell:
@@ -28,8 +28,8 @@ rule mnist_experiment:
         "logs/mnist/experiment.log",
     threads: THREADS
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=res("mnist_experiment", "mem_mb", 6000),
+        runtime=res("mnist_experiment", "runtime", 60),
     params:
         json=as_json(
             dict(
@@ -67,8 +67,8 @@ rule fig_mnist:
     log:
         "logs/mnist/figure.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=res("fig_mnist", "mem_mb", 2000),
+        runtime=res("fig_mnist", "runtime", 10),
     params:
         json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     shell:

@@ -10,8 +10,8 @@ rule corpus:
     log:
         "logs/corpus.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=res("corpus", "mem_mb", 2000),
+        runtime=res("corpus", "runtime", 10),
     params:
         json=as_json(
             dict(
@@ -39,8 +39,8 @@ rule reference:
     priority: 50
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=res("reference", "mem_mb", 4000),
+        runtime=res("reference", "runtime", 60),
     params:
         json=reference_params,
         io=lambda w, input: (

@@ -14,8 +14,8 @@ rule aggregate_animal_numbers:
     log:
         "logs/aggregate_animal_numbers.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=res("aggregate_animal_numbers", "mem_mb", 2000),
+        runtime=res("aggregate_animal_numbers", "runtime", 10),
     params:
         json=as_json(
             dict(
@@ -44,8 +44,8 @@ rule fig_animal_numbers:
     log:
         "logs/fig_animal_numbers.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=res("fig_animal_numbers", "mem_mb", 2000),
+        runtime=res("fig_animal_numbers", "runtime", 10),
     params:
         json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     shell:
@@ -69,8 +69,8 @@ rule fig_animal_specificity:
     log:
         "logs/fig_animal_specificity.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=res("fig_animal_specificity", "mem_mb", 2000),
+        runtime=res("fig_animal_specificity", "runtime", 10),
     params:
         json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
     shell:

@@ -14,8 +14,9 @@ rule student:
         "logs/student/{teacher}/{mode}/{ref}/seed{seed}.log",
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=res("student", "mem_mb", 4000),
+        gpu=GPU,
+        runtime=res("student", "runtime", 120),
     params:
         json=lambda w: as_json(
             dict(

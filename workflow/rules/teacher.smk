@@ -11,8 +11,9 @@ rule teacher:
         "logs/teacher/{teacher}.log",
     threads: THREADS
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=res("teacher", "mem_mb", 4000),
+        gpu=GPU,
+        runtime=res("teacher", "runtime", 60),
     params:
         json=teacher_params,
         ckpt="checkpoints/teacher/{teacher}",
