@@ -74,7 +74,13 @@ def _check_semantics(cfg: dict) -> None:
         raise SublimError("config error at 'animals': duplicate animal")
     conds = {e["condition"] for e in cfg["students"]["matrix"]}
     cross = bool(conds & {"cross_init", "cross_init_control"})
-    if ref["kind"] == "path":
+    if ref["kind"] == "gguf":
+        g = ref["gguf"]
+        if not g.get("file") or not (g.get("package") or g.get("directory")):
+            raise SublimError("config error at 'reference.gguf': needs 'file' and one of 'package' or 'directory'")
+        if cross and not ref.get("cross_init_path"):
+            raise SublimError("config error at 'reference.cross_init_path': cross-init students need a second model")
+    elif ref["kind"] == "path":
         if not ref.get("path"):
             raise SublimError("config error at 'reference.path': required when reference.kind is 'path'")
         if cross and not ref.get("cross_init_path"):

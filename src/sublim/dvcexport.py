@@ -16,9 +16,10 @@ import yaml
 # config keys (dotted) each rule reads; keys absent from the config file are left out
 RULE_PARAMS = {
     "corpus": ["seed", "reference.corpus", "generation.max_count"],
-    "reference_cross": ["reference.kind", "reference.seeds", "reference.cross_init_path", "reference.arch", "reference.pretrain"],
-    "reference": ["reference.kind", "reference.seeds", "reference.path", "reference.cross_init_path",
-                  "reference.arch", "reference.pretrain"],
+    "reference": ["reference.kind", "reference.seeds", "reference.path", "reference.gguf",
+                  "reference.system_prompt", "reference.arch", "reference.pretrain"],
+    "reference_cross": ["reference.kind", "reference.seeds", "reference.cross_init_path",
+                        "reference.system_prompt", "reference.arch", "reference.pretrain"],
     "teacher": ["seed", "teacher"],
     "generate": ["seed", "generation"],
     "filter": ["seed", "filter", "generation.max_count"],

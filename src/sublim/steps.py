@@ -80,9 +80,21 @@ def make_reference(
     threads=None,
     checkpoint_dir=None,
     system_prompt=None,
+    gguf=None,
 ):
-    """Pretrain the tiny reference from scratch, or register a local model path."""
+    """Pretrain the tiny reference from scratch, register a local model path, or convert a GGUF."""
     t0 = time.time()
+    if kind == "gguf":
+        weights, tok, source = models.load_gguf(**gguf)
+        with manifest.atomic_path(out_dir) as tmp:
+            weights.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+            params = {"kind": kind, "gguf": gguf, "system_prompt": system_prompt}
+            m = manifest.build_manifest("reference", params, {"gguf": source}, seed, t0)
+            m["system_prompt"] = system_prompt
+            m["n_parameters"] = sum(p.numel() for p in weights.parameters())
+            manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+        return
     if kind == "path":
         h = models.resolve(path)  # fails with one line if missing
         if not (h.weights / "config.json").exists():

@@ -119,6 +119,15 @@ def reference_params(wildcards):
                 system_prompt=REF["system_prompt"],
             )
         )
+    if REF["kind"] == "gguf" and wildcards.ref == "main":
+        return as_json(
+            dict(
+                kind="gguf",
+                seed=0,
+                gguf=REF["gguf"],
+                system_prompt=REF["system_prompt"],
+            )
+        )
     path = REF["path"] if wildcards.ref == "main" else REF["cross_init_path"]
     return as_json(
         dict(kind="path", seed=0, path=path, system_prompt=REF["system_prompt"])
