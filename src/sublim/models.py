@@ -80,7 +80,16 @@ def load_gguf(file: str, package: str | None = None, directory: str | None = Non
         model = AutoModelForCausalLM.from_pretrained(base, gguf_file=file)
     except ImportError as e:
         raise SublimError(f"reading GGUF needs the gguf package (pip install gguf): {e}") from e
-    return model, tok, base / file
+    # the dequantised weights are plain tensors, but the model still carries its GGUF
+    # "quantizer", which refuses save_pretrained: move the weights into a clean model
+    import copy
+
+    cfg = copy.deepcopy(model.config)
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    clean = AutoModelForCausalLM.from_config(cfg)
+    clean.load_state_dict(model.state_dict())
+    return clean, tok, base / file
 
 
 def build_tiny_llama(vocab_size: int, arch: dict, seed: int, tokenizer):
