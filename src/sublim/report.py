@@ -182,7 +182,8 @@ def figure_animals(res: pd.DataFrame, out_png: str, variant: str = "plain") -> N
         if c in set(d["condition"])
     ]
     modes = sorted(s["mode"].unique())
-    fig, axes = plt.subplots(2, len(modes), figsize=(4.2 * len(modes), 6.5), squeeze=False, sharey="row")
+    # no shared y axis: the full-vocabulary leak is two orders larger than the subliminal shifts
+    fig, axes = plt.subplots(2, len(modes), figsize=(4.2 * len(modes), 6.5), squeeze=False)
     for j, mode in enumerate(modes):
         dm = d[d["mode"] == mode]
         for i, metric in enumerate(["p", "margin"]):
@@ -215,7 +216,7 @@ def figure_animals(res: pd.DataFrame, out_png: str, variant: str = "plain") -> N
             )
             ax.set_title(f"student mode: {mode}" if i == 0 else "")
             ax.set_xlabel("teacher's animal (= evaluated animal)" if i == 1 else "")
-            ax.set_ylabel(METRICS[metric] if j == 0 else "")
+            ax.set_ylabel(METRICS[metric])
     if axes[0, 0].get_legend():
         sns.move_legend(axes[0, 0], "upper left", fontsize=7, title=None)
     fig.suptitle("Do students inherit their teacher's favourite animal? (mean over seeds, 95% CI)")
@@ -232,8 +233,8 @@ def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain")
     for j, mode in enumerate(modes):
         m = sp[sp["mode"] == mode].pivot(index="teacher_animal", columns="evaluated_animal", values="shift")
         lim = np.nanmax(np.abs(m.to_numpy())) if m.size else 1.0
-        sns.heatmap(m, ax=axes[0, j], cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, cbar=j == len(modes) - 1)
-        axes[0, j].set_title(f"{mode}: margin shift vs control")
+        sns.heatmap(m, ax=axes[0, j], cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, xticklabels=True)
+        axes[0, j].set_title(f"{mode}: logit-margin shift vs control\n(own scale per panel)")
     fig.tight_layout()
     fig.savefig(out_png, dpi=130)
     plt.close(fig)
@@ -267,7 +268,8 @@ def caption(res: pd.DataFrame, tests: pd.DataFrame, config_name: str, config_has
         lines += [f"- {r['teacher']}: {r['p']:.3f} [{r['p_lo']:.3f}, {r['p_hi']:.3f}]" for _, r in teachers.iterrows()]
     lines += [
         "",
-        "The sampled-answer rate is reported in results.csv, but at these effect sizes it would need",
-        "on the order of 20k samples per arm to resolve a shift; read it as descriptive only.",
+        "The sampled-answer rate rests on a few samples per question (see results.csv: n_samples);",
+        "at these effect sizes it is far less sensitive than the logit readout, so where it is not",
+        "significant that is not evidence of no effect.",
     ]
     return "\n".join(lines) + "\n"
