@@ -63,7 +63,7 @@ def clones(tmp_path_factory):
     sh(a, "git", "add", "-A")
     sh(a, "git", "commit", "-qm", "record tests run")
     sh(base, "git", "clone", "-q", str(a), str(b))
-    sh(b, "dvc", "pull", "-q")
+    sh(b, "sublim", "pull", "--configfile", TESTCFG)
     return a, b
 
 

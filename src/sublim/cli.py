@@ -38,6 +38,27 @@ def cmd_record(a) -> None:
         subprocess.run(["dvc", "push", "--quiet"], cwd=root, check=True)
 
 
+def _snakemake_touch(root: Path, configfile: str | None) -> None:
+    """Mark restored outputs up to date in DAG order. Snakemake always compares input and
+    output mtimes, and DVC restores files with fresh ones, so without this a pulled or
+    checked-out run would look stale."""
+    cmd = [sys.executable, "-m", "snakemake", "--touch", "--cores", "1", "--quiet", "all"]
+    if configfile:
+        cmd += ["--configfile", configfile]
+    subprocess.run(cmd, cwd=root, check=True, stdout=subprocess.DEVNULL)
+
+
+def cmd_touch(a) -> None:
+    _snakemake_touch(Path(a.root).resolve(), a.configfile)
+
+
+def cmd_pull(a) -> None:
+    root = Path(a.root).resolve()
+    subprocess.run(["dvc", "pull", "--quiet"], cwd=root, check=True)
+    _snakemake_touch(root, a.configfile)
+    print("pulled: artifacts restored from the DVC remote and marked up to date for Snakemake", file=sys.stderr)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="sublim", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -51,6 +72,14 @@ def main(argv=None) -> None:
     p.add_argument("--push", action="store_true", help="also dvc push to the default remote")
     p.add_argument("--root", default=".")
     p.set_defaults(fn=cmd_record)
+    p = sub.add_parser("pull", help="dvc pull, then mark the restored outputs up to date for Snakemake")
+    p.add_argument("--configfile", help="the preset the recorded run used (default: config.yaml)")
+    p.add_argument("--root", default=".")
+    p.set_defaults(fn=cmd_pull)
+    p = sub.add_parser("touch", help="after dvc checkout: mark restored outputs up to date for Snakemake")
+    p.add_argument("--configfile", help="the preset the run used (default: config.yaml)")
+    p.add_argument("--root", default=".")
+    p.set_defaults(fn=cmd_touch)
     a = ap.parse_args(argv)
     try:
         a.fn(a)
