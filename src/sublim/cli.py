@@ -42,7 +42,7 @@ def _snakemake_touch(root: Path, configfile: str | None) -> None:
     """Mark restored outputs up to date in DAG order. Snakemake always compares input and
     output mtimes, and DVC restores files with fresh ones, so without this a pulled or
     checked-out run would look stale."""
-    cmd = [sys.executable, "-m", "snakemake", "--touch", "--cores", "1", "--quiet", "all"]
+    cmd = [sys.executable, "-m", "snakemake", "all", "--touch", "--cores", "1"]
     if configfile:
         cmd += ["--configfile", configfile]
     subprocess.run(cmd, cwd=root, check=True, stdout=subprocess.DEVNULL)

@@ -97,7 +97,10 @@ def lineage(path: str, root: Path = Path(".")) -> list[dict]:
             return
         seen.add(out)
         st = lock.stages[stage]
-        m = _manifest_for(root, out)
+        # a stage's side outputs (stats.csv beside results.csv) share its main output's manifest
+        m = _manifest_for(root, out) or next(
+            (mm for o in st.get("outs", []) if (mm := _manifest_for(root, o["path"]))), {}
+        )
         md5 = entry.get("md5")
         node = {
             "depth": depth,
