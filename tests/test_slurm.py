@@ -35,7 +35,7 @@ def snakemake_slurm(workdir, *args):
         "timeout", "-s", "INT", str(HARD_TIMEOUT),
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
         "--profile", "slurm", "--workflow-profile", str(ROOT / "tests/slurm/profile"),
-        "--directory", str(workdir), "--configfile", str(ROOT / "tests/config.yaml"), *args,
+        "--directory", str(workdir), *args, "--configfile", str(ROOT / "tests/config.yaml"),
     ]  # fmt: skip
 
 
