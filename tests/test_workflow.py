@@ -145,3 +145,11 @@ def test_manifests_match_their_wildcards(run):
         assert m["inputs"]["reference"]["path"] == f"results/reference/{init}"
         seeds.add((teacher, mode, init, m["seed"]))
     assert len(seeds) == len(list(run.glob("results/student/*/*/*/*")))
+
+
+def test_snakemake_html_report_has_figures_tables_and_config(run):
+    smk(run, "--report", "reports/report.html", timeout=300)
+    html = (run / "reports" / "report.html").read_text()
+    for name in ("fig_animal_numbers.png", "fig_animal_specificity.png", "fig_mnist.png", "stats.csv"):
+        assert name in html, name
+    assert "Produced by config" in html and "tests" in html

@@ -61,7 +61,11 @@ rule fig_mnist:
             caption="../report/fig_mnist.rst",
             category="MNIST control",
         ),
-        table="reports/mnist/fig_mnist.csv",
+        table=report(
+            "reports/mnist/fig_mnist.csv",
+            caption="../report/mnist_table.rst",
+            category="MNIST control",
+        ),
         caption="reports/mnist/caption.md",
         manifest="reports/mnist/fig_mnist.png.manifest.json",
     log:

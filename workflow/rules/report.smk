@@ -9,7 +9,11 @@ rule aggregate_animal_numbers:
     output:
         results=f"{FIG_DIR}/results.csv",
         manifest=f"{FIG_DIR}/results.csv.manifest.json",
-        stats=f"{FIG_DIR}/stats.csv",
+        stats=report(
+            f"{FIG_DIR}/stats.csv",
+            caption="../report/stats.rst",
+            category="Numbers experiment",
+        ),
         specificity=f"{FIG_DIR}/specificity.csv",
     log:
         "logs/aggregate_animal_numbers.log",
