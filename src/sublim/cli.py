@@ -33,6 +33,8 @@ def cmd_record(a) -> None:
     if not (root / ".dvc").exists():
         raise SublimError("no .dvc/ here: run `dvc init` first")
     subprocess.run(["dvc", "commit", "--force", "--quiet"], cwd=root, check=True)
+    # dvc commit relinks the workspace from its cache, with fresh mtimes in no particular order
+    _snakemake_touch(root, a.configfile)
     print("recorded: outputs committed to the DVC cache, dvc.lock written (nothing was rerun)", file=sys.stderr)
     if a.push:
         subprocess.run(["dvc", "push", "--quiet"], cwd=root, check=True)

@@ -188,32 +188,9 @@ def figure_animals(res: pd.DataFrame, out_png: str, variant: str = "plain") -> N
         dm = d[d["mode"] == mode]
         for i, metric in enumerate(["p", "margin"]):
             ax = axes[i, j]
-            sns.pointplot(
-                data=dm,
-                x="animal",
-                y=metric,
-                hue="condition",
-                hue_order=order,
-                order=targets,
-                errorbar=("ci", 95),
-                dodge=0.5,
-                linestyle="none",
-                ax=ax,
-                legend=(i == 0 and j == 0),
-            )
-            sns.stripplot(
-                data=dm,
-                x="animal",
-                y=metric,
-                hue="condition",
-                hue_order=order,
-                order=targets,
-                dodge=True,
-                alpha=0.35,
-                size=3,
-                ax=ax,
-                legend=False,
-            )
+            common = dict(data=dm, x="animal", y=metric, hue="condition", hue_order=order, order=targets, ax=ax)
+            sns.pointplot(**common, errorbar=("ci", 95), dodge=0.5, linestyle="none", legend=(i == 0 and j == 0))
+            sns.stripplot(**common, dodge=True, alpha=0.35, size=3, legend=False)
             ax.set_title(f"student mode: {mode}" if i == 0 else "")
             ax.set_xlabel("teacher's animal (= evaluated animal)" if i == 1 else "")
             ax.set_ylabel(METRICS[metric])
