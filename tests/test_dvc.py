@@ -126,3 +126,16 @@ def test_checkout_of_an_older_commit_restores_its_artifacts(clones):
     sh(a, "dvc", "checkout", "-q")
     assert tree_hashes(a)["reports/animal_numbers/results.csv"] == before
     shutil.rmtree(a / ".snakemake", ignore_errors=True)
+
+
+def test_dvc_repro_runs_the_same_pipeline(tmp_path):
+    """dvc repro, as an alternative local executor, on the tests config."""
+    c = tmp_path / "C"
+    sh(tmp_path, "git", "clone", "-q", str(ROOT), str(c))
+    sh(c, sys.executable, "workflow/scripts/export_dvc.py", "--configfile", TESTCFG)
+    res = sh(c, "dvc", "repro", "-q", check=False, timeout=1500)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert (c / "reports/animal_numbers/fig_animal_numbers.png").stat().st_size > 0
+    assert (c / "dvc.lock").exists()
+    status = sh(c, "dvc", "status", "-q", check=False)
+    assert status.returncode == 0, status.stdout
