@@ -413,8 +413,3 @@ def run_experiment(
                 rows.append(dict(model=i, condition=cond, sigma=sigma, test_accuracy=accs[j]))
                 j += 1
     return rows
-
-
-def flops_per_model_epoch(n: int, hidden: int, n_out: int) -> float:
-    """Forward + backward matmul FLOPs of one model over n inputs (2 fwd + 4 bwd per MAC)."""
-    return 6.0 * n * (784 * hidden + hidden * hidden + hidden * n_out)

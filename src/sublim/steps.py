@@ -379,7 +379,10 @@ def figure(
 
     t0 = time.time()
     res = pd.read_csv(results)
-    tests = pd.read_csv(stats) if Path(stats).stat().st_size > 1 else pd.DataFrame()
+    try:
+        tests = pd.read_csv(stats)
+    except pd.errors.EmptyDataError:  # no treatment/control pair in this config
+        tests = pd.DataFrame()
     with manifest.atomic_path(out) as tmp:
         tmp_png = tmp.with_suffix(".png")
         if kind == "animal_numbers":
@@ -426,10 +429,8 @@ def mnist_experiment(out, *, data, threads=None, checkpoint_dir=None, **params):
     with manifest.atomic_path(out) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     m = manifest.build_manifest("mnist_experiment", params, {"data": data}, params.get("seed"), t0)
-    n_models = sum(1 for r in rows if r["condition"] not in ("reference",))
-    m["model_epochs"] = (
-        params["n_models"] * params["epochs"] + (n_models - 2 * params["n_models"]) * params["student_epochs"]
-    )
+    n_students = sum(1 for r in rows if r["condition"] not in ("reference", "teacher"))
+    m["model_epochs"] = params["n_models"] * params["epochs"] + n_students * params["student_epochs"]
     manifest.write_json_atomic(manifest.manifest_path(out), m)
 
 
