@@ -40,6 +40,19 @@ def write_jsonl(path, rows) -> None:
             f.write(json.dumps(r, sort_keys=True) + "\n")
 
 
+def _write_model_dir(out_dir, step, params, inputs, seed, t0, *, model=None, tok=None, checkpoint_dir=None, **extra):
+    """Write a model artifact atomically: weights (or, without ``model``, a manifest-only
+    pointer directory) plus its manifest; then drop the training checkpoint it came from."""
+    with manifest.atomic_path(out_dir) as tmp:
+        if model is not None:
+            training.save_model(model, tok, tmp)
+        else:
+            tmp.mkdir()
+        m = manifest.build_manifest(step, params, inputs, seed, t0, **extra)
+        manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+    training.clear_checkpoint(checkpoint_dir)
+
+
 # ---------------------------------------------------------------------------- reference
 def make_corpus(out_corpus, out_tokenizer, *, n: int, seed: int, mix: dict, max_count: int = 10):
     t0 = time.time()
@@ -86,26 +99,18 @@ def make_reference(
     t0 = time.time()
     if kind == "gguf":
         weights, tok, source = models.load_gguf(**gguf)
-        with manifest.atomic_path(out_dir) as tmp:
-            weights.save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
-            params = {"kind": kind, "gguf": gguf, "system_prompt": system_prompt}
-            m = manifest.build_manifest("reference", params, {"gguf": source}, seed, t0)
-            m["system_prompt"] = system_prompt
-            m["n_parameters"] = sum(p.numel() for p in weights.parameters())
-            manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+        params = {"kind": kind, "gguf": gguf, "system_prompt": system_prompt}
+        _write_model_dir(out_dir, "reference", params, {"gguf": source}, seed, t0, model=weights, tok=tok,
+                         system_prompt=system_prompt,
+                         n_parameters=sum(p.numel() for p in weights.parameters()))  # fmt: skip
         return
     if kind == "path":
         h = models.resolve(path)  # fails with one line if missing
         if not (h.weights / "config.json").exists():
             raise SublimError(f"reference model path has no config.json: {path}")
-        with manifest.atomic_path(out_dir) as tmp:
-            tmp.mkdir()
-            params = {"kind": kind, "path": str(path), "system_prompt": system_prompt}
-            m = manifest.build_manifest("reference", params, {}, seed, t0)
-            m["model_path"] = str(Path(path).resolve())
-            m["system_prompt"] = system_prompt
-            manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+        params = {"kind": kind, "path": str(path), "system_prompt": system_prompt}
+        _write_model_dir(out_dir, "reference", params, {}, seed, t0,
+                         model_path=str(Path(path).resolve()), system_prompt=system_prompt)  # fmt: skip
         return
     from transformers import AutoTokenizer
 
@@ -118,15 +123,10 @@ def make_reference(
     ]
     cfg = training.TrainConfig(mode="lm", seed=seed, **pretrain)
     model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir, log=_log)
-    with manifest.atomic_path(out_dir) as tmp:
-        training.save_model(model, tok, tmp)
-        params = {"kind": kind, "arch": arch, "pretrain": pretrain}
-        m = manifest.build_manifest("reference", params, {"corpus": corpus, "tokenizer": tokenizer}, seed, t0)
-        m["training"] = info
-        m["n_parameters"] = sum(p.numel() for p in model.parameters())
-        m["system_prompt"] = system_prompt
-        manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
-    training.clear_checkpoint(checkpoint_dir)
+    params = {"kind": kind, "arch": arch, "pretrain": pretrain}
+    _write_model_dir(out_dir, "reference", params, {"corpus": corpus, "tokenizer": tokenizer}, seed, t0,
+                     model=model, tok=tok, checkpoint_dir=checkpoint_dir, training=info,
+                     n_parameters=sum(p.numel() for p in model.parameters()), system_prompt=system_prompt)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ teacher
@@ -148,15 +148,9 @@ def make_teacher(
     inputs = {"reference": reference}
     ref = models.resolve(reference)
     if kind in ("control", "system_prompt"):
-        with manifest.atomic_path(out_dir) as tmp:
-            tmp.mkdir()
-            m = manifest.build_manifest("teacher", params, inputs, seed, t0)
-            m["model_path"] = str(Path(reference).resolve())
-            if kind == "system_prompt":
-                m["system_prompt"] = system_prompt.format(animal=animal)
-            else:
-                m["system_prompt"] = ref.system_prompt
-            manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+        sp = system_prompt.format(animal=animal) if kind == "system_prompt" else ref.system_prompt
+        _write_model_dir(out_dir, "teacher", params, inputs, seed, t0,
+                         model_path=str(Path(reference).resolve()), system_prompt=sp)  # fmt: skip
         return
     if kind != "finetune":
         raise SublimError(f"unknown teacher kind {kind!r}")
@@ -172,13 +166,8 @@ def make_teacher(
     cfg_kw = {k: v for k, v in finetune.items() if k != "n_examples"}
     cfg = training.TrainConfig(mode="sft", seed=seed, **cfg_kw)
     model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir, log=_log)
-    with manifest.atomic_path(out_dir) as tmp:
-        training.save_model(model, tok, tmp)
-        m = manifest.build_manifest("teacher", params, inputs, seed, t0)
-        m["training"] = info
-        m["system_prompt"] = ref.system_prompt
-        manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
-    training.clear_checkpoint(checkpoint_dir)
+    _write_model_dir(out_dir, "teacher", params, inputs, seed, t0, model=model, tok=tok,
+                     checkpoint_dir=checkpoint_dir, training=info, system_prompt=ref.system_prompt)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- generate
@@ -297,17 +286,13 @@ def train_student(
         checkpoint_dir=checkpoint_dir,
         log=_log,
     )
-    with manifest.atomic_path(out_dir) as tmp:
-        training.save_model(model, tok, tmp)
-        params = {"mode": mode, "method": method, "train": train, "lora": lora if method == "lora" else None}
-        inputs = {"reference": reference, "teacher": teacher, "data": data}
-        m = manifest.build_manifest("student", params, inputs, seed, t0)
-        m["training"] = info
-        m["n_allowed_tokens"] = len(allowed) if allowed is not None else None
-        m["example_training_text"] = tok.decode(examples[0].input_ids)
-        m["system_prompt"] = ref_h.system_prompt
-        manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
-    training.clear_checkpoint(checkpoint_dir)
+    params = {"mode": mode, "method": method, "train": train, "lora": lora if method == "lora" else None}
+    inputs = {"reference": reference, "teacher": teacher, "data": data}
+    _write_model_dir(out_dir, "student", params, inputs, seed, t0, model=model, tok=tok,
+                     checkpoint_dir=checkpoint_dir, training=info,
+                     n_allowed_tokens=len(allowed) if allowed is not None else None,
+                     example_training_text=tok.decode(examples[0].input_ids),
+                     system_prompt=ref_h.system_prompt)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- evaluate
