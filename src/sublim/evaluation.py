@@ -16,7 +16,8 @@ import random
 import re
 
 from . import models
-from .generation import Sampling, _generate_hf
+from .generation import Sampling, _generate_hf, stop_token_ids
+from .generation import generate as sample
 from .prompts import number_prefix
 
 
@@ -95,24 +96,39 @@ def evaluate(
     seed: int,
     number_prefixed: bool = False,
     max_new_tokens: int = 6,
+    backend: str = "transformers",
+    engine=None,
     threads=None,
+    info: dict | None = None,
 ) -> list[dict]:
+    """Score one model. ``info`` (if given) receives the rendered prompts and sampler stats."""
     import math
 
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tok, handle = models.load(model_dir, device=device)
+    device, dtype = models.device_and_dtype()
+    model, tok, handle = models.load(model_dir, dtype=dtype, device=device)
     qs = eval_questions(questions, number_prefixed, seed)
     prompts = [models.render(tok, models.messages(q, handle.system_prompt), generation_prompt=True) for q in qs]
     lp = logit_readout(model, tok, prompts, animals)
     counts = {(qi, a): 0 for qi in range(len(qs)) for a in list(animals) + ["other"]}
+    info = info if info is not None else {}
+    info["system_prompt"] = handle.system_prompt
+    info["rendered_prompts"] = prompts
     if n_samples > 0:
         rep = [p for p in prompts for _ in range(n_samples)]
         s = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=1024)
-        answers, _ = _generate_hf(None, rep, s, model=model, tok=tok)
+        if backend == "transformers":
+            stops = stop_token_ids(tok, handle.weights)
+            answers, stats = _generate_hf(None, rep, s, model=model, tok=tok, stops=stops)
+        else:  # free the scoring model first: the sampler needs the memory
+            del model
+            if device == "cuda":
+                torch.cuda.empty_cache()
+            answers, stats = sample(backend, model_dir, rep, s, engine=engine, threads=threads)
+        info["sampling"] = stats
         for i, ans in enumerate(answers):
             counts[(i // n_samples, parse_answer(ans, animals))] += 1
     rows = []

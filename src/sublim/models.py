@@ -41,6 +41,20 @@ def resolve(path: str | Path) -> Handle:
     raise SublimError(f"not a model directory (no config.json, no manifest model_path): {p}")
 
 
+def device_and_dtype(prefer_gpu: bool = True):
+    """``("cuda", bfloat16)`` when a GPU is visible (and wanted), else ``("cpu", float32)``.
+
+    ``SUBLIM_DEVICE=cpu`` forces the CPU even where CUDA is visible.
+    """
+    import os
+
+    import torch
+
+    if prefer_gpu and os.environ.get("SUBLIM_DEVICE", "").lower() != "cpu" and torch.cuda.is_available():
+        return "cuda", (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return "cpu", torch.float32
+
+
 def load(path: str | Path, *, dtype=None, device: str = "cpu"):
     """Load ``(model, tokenizer, handle)`` from an artifact directory, in eval mode."""
     import torch

@@ -116,7 +116,7 @@ def make_reference(
 
     _threads(threads)
     tok = AutoTokenizer.from_pretrained(tokenizer)
-    model = models.build_tiny_llama(len(tok), arch, seed, tok)
+    model = models.build_tiny_llama(len(tok), arch, seed, tok).to(models.device_and_dtype()[0])
     examples = [
         training.Example(models.encode_text(tok, models.render(tok, r["messages"], generation_prompt=False)), 0)
         for r in read_jsonl(corpus)
@@ -155,7 +155,7 @@ def make_teacher(
     if kind != "finetune":
         raise SublimError(f"unknown teacher kind {kind!r}")
     _threads(threads)
-    model, tok, _ = models.load(reference)
+    model, tok, _ = models.load(reference, device=models.device_and_dtype()[0])  # full fine-tune: fp32 weights
     data = corpus_mod.trait_dataset(animal, finetune["n_examples"], seed)
     examples = []
     for r in data:
@@ -180,6 +180,7 @@ def generate(
     sampling: dict,
     backend: str = "transformers",
     max_count: int = 10,
+    vllm: dict | None = None,
     threads=None,
 ):
     from .generation import Sampling
@@ -196,13 +197,15 @@ def generate(
         models.render(tok, models.messages(p.text, handle.system_prompt), generation_prompt=True) for p in prompts
     ]
     s = Sampling(seed=seed, **sampling)
-    completions, stats = run_generation(backend, teacher, rendered, s, threads=threads)
+    completions, stats = run_generation(backend, teacher, rendered, s, threads=threads, engine=vllm)
     rows = [
         {"id": i, "prompt": p.text, "response": c, "sampling": {**sampling, "seed": seed}}
         for i, (p, c) in enumerate(zip(prompts, completions))
     ]
     write_jsonl(out_jsonl, rows)
     params = {"n": n, "seed": seed, "sampling": sampling, "backend": backend, "max_count": max_count}
+    if backend == "vllm":
+        params["vllm"] = vllm
     m = manifest.build_manifest("generate", params, {"teacher": teacher}, seed, t0)
     m["throughput"] = stats
     m["system_prompt"] = handle.system_prompt
@@ -252,15 +255,20 @@ def train_student(
     threads=None,
     checkpoint_dir=None,
 ):
+    import torch
+
     t0 = time.time()
     _threads(threads)
-    model, tok, ref_h = models.load(reference)
+    device, half = models.device_and_dtype()
+    # LoRA on a GPU: a bf16 base (adapters stay float32); full fine-tuning keeps float32 weights
+    dtype = half if (method == "lora" and device == "cuda") else torch.float32
+    model, tok, ref_h = models.load(reference, dtype=dtype, device=device)
     rows = read_jsonl(data)
     if not rows:
         raise SublimError(f"training data is empty: {data}")
     teacher_model, teacher_sp, allowed = None, None, None
     if mode.startswith("distill"):
-        teacher_model, t_tok, t_h = models.load(teacher)
+        teacher_model, t_tok, t_h = models.load(teacher, dtype=half, device=device)
         if t_tok.get_vocab() != tok.get_vocab():
             raise SublimError("distillation needs teacher and student to share a tokenizer")
         teacher_sp = t_h.system_prompt
@@ -292,18 +300,40 @@ def train_student(
                      checkpoint_dir=checkpoint_dir, training=info,
                      n_allowed_tokens=len(allowed) if allowed is not None else None,
                      example_training_text=tok.decode(examples[0].input_ids),
+                     rendered_training_example=_rendered_example(tok, rows[0], ref_h.system_prompt),
+                     rendered_teacher_example=(_rendered_example(tok, rows[0], teacher_sp)
+                                               if teacher_model is not None else None),
                      system_prompt=ref_h.system_prompt)  # fmt: skip
+
+
+def _rendered_example(tok, row, system_prompt) -> dict:
+    """Exactly what a training example looks like: the rendered prompt (no loss) and the
+    completion after it (the loss is on these tokens only)."""
+    prompt = models.render(tok, models.messages(row["prompt"], system_prompt), generation_prompt=True)
+    full = models.render(tok, models.messages(row["prompt"], system_prompt, row["response"]), generation_prompt=False)
+    return {"system_prompt": system_prompt, "prompt": prompt, "completion": full[len(prompt) :]}
 
 
 # ----------------------------------------------------------------------------- evaluate
 def evaluate(
-    out_csv, *, model, animals, n_samples: int, temperature: float, seed: int, variant: str = "plain", threads=None
+    out_csv,
+    *,
+    model,
+    animals,
+    n_samples: int,
+    temperature: float,
+    seed: int,
+    variant: str = "plain",
+    backend: str = "transformers",
+    vllm: dict | None = None,
+    threads=None,
 ):
     import pandas as pd
 
     from .evaluation import evaluate as run_eval
 
     t0 = time.time()
+    info = {}
     rows = run_eval(
         model,
         animals=animals,
@@ -312,7 +342,10 @@ def evaluate(
         temperature=temperature,
         seed=seed,
         number_prefixed=variant == "number_prefix",
+        backend=backend,
+        engine=vllm,
         threads=threads,
+        info=info,
     )
     with manifest.atomic_path(out_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
@@ -321,8 +354,11 @@ def evaluate(
         "n_samples": n_samples,
         "temperature": temperature,
         "variant": variant,
+        "backend": backend,
     }
-    m = manifest.build_manifest("evaluate", params, {"model": model}, seed, t0)
+    if backend == "vllm":
+        params["vllm"] = vllm
+    m = manifest.build_manifest("evaluate", params, {"model": model}, seed, t0, **info)
     manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
 
 

@@ -18,6 +18,7 @@ preemption), and resumes from the checkpoint when rerun. The data order is a fun
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,6 +29,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 from .errors import SublimError
@@ -87,7 +89,7 @@ def _lr_lambda(warmup: int, total: int):
     return f
 
 
-def _batch(examples: list[Example], pad_id: int, teacher: bool):
+def _batch(examples: list[Example], pad_id: int, teacher: bool, device="cpu"):
     import torch
 
     ids = [e.teacher_ids if teacher else e.input_ids for e in examples]
@@ -104,7 +106,7 @@ def _batch(examples: list[Example], pad_id: int, teacher: bool):
         start = max(n - 1, 0)
         rows += [i] * (len(x) - 1 - start)
         cols += range(start, len(x) - 1)
-    return inp, att, torch.tensor(rows), torch.tensor(cols)
+    return tuple(t.to(device) for t in (inp, att, torch.tensor(rows), torch.tensor(cols)))
 
 
 def _completion_logits(model, inp, att, rows, cols):
@@ -146,16 +148,29 @@ def _loss(mode, model, teacher, batch, allowed):
     return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
 
 
+def _trainable_state(model, lora: bool) -> dict:
+    """The weights a checkpoint must hold: all of them, or only the adapters under LoRA
+    (a 7B base in bf16 is 15 GB; its r=8 adapters are about 40 MB)."""
+    sd = model.state_dict()
+    if not lora:
+        return sd
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v for k, v in sd.items() if k in names}
+
+
 def _save_checkpoint(path: Path, model, opt, sched, step: int, cfg: TrainConfig) -> None:
     import torch
 
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
     state = {
         "key": cfg.key(),
         "step": step,
-        "model": {k: v for k, v in model.state_dict().items()},
+        "model": _trainable_state(model, bool(cfg.lora)),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        "rng": rng,
     }
     path.mkdir(parents=True, exist_ok=True)
     tmp = path / f".state.pt.tmp-{os.getpid()}"
@@ -163,14 +178,14 @@ def _save_checkpoint(path: Path, model, opt, sched, step: int, cfg: TrainConfig)
     os.replace(tmp, path / "state.pt")
 
 
-def _load_checkpoint(path: Path, cfg: TrainConfig):
+def _load_checkpoint(path: Path, cfg: TrainConfig, device="cpu"):
     import torch
 
     f = path / "state.pt"
     if not f.exists():
         return None
     try:
-        state = torch.load(f, weights_only=False)
+        state = torch.load(f, weights_only=False, map_location=device)
     except Exception as e:  # noqa: BLE001
         print(f"[train] ignoring unreadable checkpoint {f}: {e}", file=sys.stderr)
         return None
@@ -220,6 +235,12 @@ def train(
                 task_type="CAUSAL_LM",
             ),
         )
+    device = next(model.parameters()).device
+    if teacher is not None and next(teacher.parameters()).device != device:
+        teacher.to(device)
+    # on a GPU the forward passes run under bf16 autocast (LoRA bases are loaded in bf16,
+    # adapters and full-fine-tuning master weights stay float32); on a CPU, float32 throughout
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -227,18 +248,22 @@ def train(
     per_epoch = math.ceil(n / cfg.batch_size)
     total = max(1, round(per_epoch * cfg.epochs))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, total))
-    allowed = torch.tensor(allowed_ids) if allowed_ids is not None else None
+    allowed = torch.tensor(allowed_ids, device=device) if allowed_ids is not None else None
     if cfg.mode == "distill" and allowed is None:
         raise SublimError("restricted distillation needs the allowed token ids")
 
     step = 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     resumed_from = None
-    if ckpt and (state := _load_checkpoint(ckpt, cfg)):
-        model.load_state_dict(state["model"])
+    if ckpt and (state := _load_checkpoint(ckpt, cfg, device)):
+        missing = model.load_state_dict(state["model"], strict=not cfg.lora).missing_keys
+        if cfg.lora and set(missing) & {n for n, p in model.named_parameters() if p.requires_grad}:
+            raise SublimError(f"checkpoint {ckpt} lacks adapter weights; delete it to start over")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([t.cpu() for t in state["rng"]["cuda"]])
         random.setstate(state["rng"]["python"])
         step = resumed_from = state["step"]
         print(f"[train] resumed from step {step} of {total} ({ckpt})", file=sys.stderr)
@@ -252,6 +277,7 @@ def train(
     losses = []
     lengths = [len(e.input_ids) for e in examples]
     batches, batches_epoch = None, -1
+    n_tokens, t_start, step0 = 0, time.time(), step
     try:
         bar = tqdm(total=total, initial=step, desc=cfg.mode, file=sys.stderr, mininterval=5)
         while step < total:
@@ -259,10 +285,12 @@ def train(
             if epoch != batches_epoch:
                 batches, batches_epoch = epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch), epoch
             chunk = [examples[i] for i in batches[pos]]
-            batch = {"student": _batch(chunk, pad_id, teacher=False)}
+            batch = {"student": _batch(chunk, pad_id, teacher=False, device=device)}
             if cfg.mode.startswith("distill"):
-                batch["teacher"] = _batch(chunk, pad_id, teacher=True)
-            loss = _loss(cfg.mode, model, teacher, batch, allowed)
+                batch["teacher"] = _batch(chunk, pad_id, teacher=True, device=device)
+            n_tokens += sum(len(e.input_ids) for e in chunk)
+            with autocast:
+                loss = _loss(cfg.mode, model, teacher, batch, allowed)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.max_grad_norm:
@@ -283,6 +311,9 @@ def train(
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.time() - t_start
     model.eval()
     info = {
         "steps": total,
@@ -290,8 +321,52 @@ def train(
         "resumed_from_step": resumed_from,
         "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else None,
         "n_examples": n,
+        "throughput": throughput(model, n_tokens, seconds, step - step0, device),
     }
     return model, info
+
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' datasheets, for the MFU figure.
+GPU_PEAK_BF16 = {
+    "H200": 989e12,
+    "H100 NVL": 835e12,
+    "H100 PCIe": 756e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+}
+
+
+def gpu_peak_flops(name: str) -> float | None:
+    for key, peak in GPU_PEAK_BF16.items():  # most specific names first
+        if key in name:
+            return peak
+    return None
+
+
+def throughput(model, n_tokens: int, seconds: float, steps: int, device) -> dict:
+    """Tokens per second and model FLOP/s (6 x parameters x tokens, the PaLM convention,
+    which counts the weight gradients a LoRA run skips), with MFU on a known GPU."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    n_params = sum(p.numel() for p in base.parameters())
+    out = {
+        "device": str(device),
+        "steps_timed": steps,
+        "tokens": n_tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(n_tokens / seconds, 1) if seconds > 0 else None,
+        "n_parameters": n_params,
+        "model_flops_per_s": 6 * n_params * n_tokens / seconds if seconds > 0 else None,
+    }
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        out["gpu"] = name
+        peak = gpu_peak_flops(name)
+        if peak and seconds > 0:
+            out["mfu"] = round(out["model_flops_per_s"] / peak, 4)
+    return out
 
 
 def clear_checkpoint(checkpoint_dir: str | Path | None) -> None:

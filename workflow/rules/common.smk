@@ -159,5 +159,7 @@ def eval_params(wildcards):
             temperature=EVAL["temperature"],
             seed=step_seed("evaluate", wildcards.variant),
             variant=wildcards.variant,
+            backend=EVAL["backend"],
+            vllm=config["generation"]["vllm"] if EVAL["backend"] == "vllm" else None,
         )
     )

@@ -23,7 +23,7 @@ def main():
             sys.exit(1)
         return
     a.out.write_text(text)
-    print(f"wrote {a.out} ({text.count(chr(10) + '  ') } lines of stages)", file=sys.stderr)
+    print(f"wrote {a.out} ({text.count(chr(10) + '  ')} lines of stages)", file=sys.stderr)
 
 
 if __name__ == "__main__":

