@@ -151,6 +151,17 @@ def teacher_params(wildcards):
     )
 
 
+def vllm_params(backend, key=None):
+    """vLLM's keys of a step's params, only where vLLM is used (so that a config on the
+    default backend keeps its params, and its results stay up to date)."""
+    if backend != "vllm":
+        return {}
+    out = dict(vllm=config["generation"]["vllm"])
+    if key:
+        out[key] = "vllm"
+    return out
+
+
 def eval_params(wildcards):
     return as_json(
         dict(
@@ -159,7 +170,6 @@ def eval_params(wildcards):
             temperature=EVAL["temperature"],
             seed=step_seed("evaluate", wildcards.variant),
             variant=wildcards.variant,
-            backend=EVAL["backend"],
-            vllm=config["generation"]["vllm"] if EVAL["backend"] == "vllm" else None,
+            **vllm_params(EVAL["backend"], key="backend"),
         )
     )

@@ -21,11 +21,7 @@ rule generate:
                 seed=step_seed("generate"),
                 backend=config["generation"]["backend"],
                 max_count=config["generation"]["max_count"],
-                vllm=(
-                    config["generation"]["vllm"]
-                    if config["generation"]["backend"] == "vllm"
-                    else None
-                ),
+                **vllm_params(config["generation"]["backend"]),
                 sampling={
                     k: config["generation"][k]
                     for k in ("temperature", "top_p", "max_new_tokens", "batch_size")
