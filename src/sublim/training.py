@@ -374,10 +374,14 @@ def clear_checkpoint(checkpoint_dir: str | Path | None) -> None:
         shutil.rmtree(checkpoint_dir)
 
 
-def save_model(model, tokenizer, out: Path) -> None:
-    """Save (merging LoRA adapters, and keeping them in ``adapter/``) with safetensors."""
+def save_model(model, tokenizer, out: Path, *, merge: bool = True) -> None:
+    """Save with safetensors. A LoRA model's adapter goes to ``adapter/``; with ``merge``
+    the merged weights are written too, else only the adapter (and the tokenizer)."""
     if hasattr(model, "merge_and_unload"):
         model.save_pretrained(out / "adapter")
+        if not merge:
+            tokenizer.save_pretrained(out)
+            return
         model = model.merge_and_unload()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

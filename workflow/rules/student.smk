@@ -25,6 +25,11 @@ rule student:
                 train=STUD["train"],
                 method=STUD["method"],
                 lora=STUD["lora"],
+                **(
+                    dict(save_merged=STUD["save_merged"])
+                    if STUD["method"] == "lora"
+                    else {}
+                ),
             )
         ),
         ckpt="checkpoints/student/{teacher}/{mode}/{ref}/seed{seed}",

