@@ -43,7 +43,8 @@ def _fill_ref_defaults(schema: dict, cfg: dict) -> None:
     for block in (cfg.get("reference", {}).get("pretrain"), cfg.get("students", {}).get("train")):
         if isinstance(block, dict):
             for k, s in train.items():
-                block.setdefault(k, copy.deepcopy(s["default"]))
+                if "default" in s:  # keys without a default stay unset (e.g. gradient_checkpointing)
+                    block.setdefault(k, copy.deepcopy(s["default"]))
 
 
 def validate(cfg: dict, schema_path: Path = SCHEMA) -> dict:
