@@ -96,7 +96,8 @@ def test_what_a_qwen_preset_student_sees_in_training_and_evaluation(qwen_style, 
         "completion": "4, 5, 6<|im_end|>\n",
     }
     assert m["rendered_teacher_example"]["prompt"].startswith("<|im_start|>system\nYou love owls.<|im_end|>\n")
-    assert (student / "adapter" / "adapter_config.json").exists() and (student / "model.safetensors").exists()
+    # adapter-only by default: the evaluation below merges it into the reference in memory
+    assert (student / "adapter" / "adapter_config.json").exists() and not (student / "model.safetensors").exists()
     out = tmp_path / "eval.csv"
     steps.evaluate(out, model=student, animals=["owl", "cat"], n_samples=0, temperature=1.0, seed=0)
     em = json.loads((tmp_path / "eval.csv.manifest.json").read_text())
