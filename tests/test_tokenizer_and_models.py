@@ -51,6 +51,27 @@ def test_manifest_pointer_resolves(tmp_path, tiny_model_dir):
     assert h.weights == tiny_model_dir and h.system_prompt == "hi"
 
 
+def test_pointers_inside_the_project_are_relative_and_survive_a_move(tmp_path, tiny_model_dir, monkeypatch):
+    """A system-prompt teacher points at its reference relative to itself, so a results tree
+    that is moved (or cloned and pulled elsewhere) still resolves."""
+    import json
+    import shutil
+
+    from sublim import steps
+
+    proj = tmp_path / "proj"
+    shutil.copytree(tiny_model_dir, proj / "results/reference/seed0")
+    monkeypatch.chdir(proj)
+    steps.make_teacher("results/teacher/owl", reference="results/reference/seed0", kind="system_prompt",
+                       animal="owl", seed=0, system_prompt="You love {animal}s.")  # fmt: skip
+    m = json.loads((proj / "results/teacher/owl/manifest.json").read_text())
+    assert m["model_path"] == "../../reference/seed0"
+    moved = tmp_path / "elsewhere"
+    shutil.move(proj, moved)
+    h = models.resolve(moved / "results/teacher/owl")
+    assert h.weights.resolve() == (moved / "results/reference/seed0").resolve() and h.system_prompt == "You love owls."
+
+
 def test_system_prompt_none_empty_and_text_render_differently(tiny_tokenizer):
     """A template that inserts a default system prompt when none is given (as Qwen2.5's does):
     None keeps that default, "" suppresses it, a string replaces it -- all visible choices."""

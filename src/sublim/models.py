@@ -37,7 +37,7 @@ def resolve(path: str | Path) -> Handle:
     if manifest.exists():
         m = json.loads(manifest.read_text())
         if m.get("model_path"):
-            inner = resolve(m["model_path"])
+            inner = resolve(p / m["model_path"])  # a relative path is relative to this directory
             adapter = p / m["adapter"] if m.get("adapter") else inner.adapter
             if adapter is not None and not (adapter / "adapter_config.json").exists():
                 raise SublimError(f"LoRA adapter missing: {adapter}/adapter_config.json")

@@ -40,6 +40,18 @@ def write_jsonl(path, rows) -> None:
             f.write(json.dumps(r, sort_keys=True) + "\n")
 
 
+def _pointer(target, out_dir) -> str:
+    """How a pointer directory names the model it stands for: relative to itself when both
+    live in this project (so results survive a move, a clone and ``sublim pull``), else the
+    absolute path (local weights outside the project, e.g. /models/Qwen2.5-7B-Instruct)."""
+    import os
+
+    target, here = Path(target).resolve(), Path(out_dir).resolve().parent
+    if target.is_relative_to(Path.cwd().resolve()) and here.is_relative_to(Path.cwd().resolve()):
+        return os.path.relpath(target, Path(out_dir).resolve())
+    return str(target)
+
+
 def _write_model_dir(
     out_dir, step, params, inputs, seed, t0, *, model=None, tok=None, checkpoint_dir=None, merge=True, **extra
 ):
@@ -153,7 +165,7 @@ def make_teacher(
     if kind in ("control", "system_prompt"):
         sp = system_prompt.format(animal=animal) if kind == "system_prompt" else ref.system_prompt
         _write_model_dir(out_dir, "teacher", params, inputs, seed, t0,
-                         model_path=str(Path(reference).resolve()), system_prompt=sp)  # fmt: skip
+                         model_path=_pointer(reference, out_dir), system_prompt=sp)  # fmt: skip
         return
     if kind != "finetune":
         raise SublimError(f"unknown teacher kind {kind!r}")
@@ -303,7 +315,7 @@ def train_student(
     if adapter_only:  # the directory points at its base; models.resolve finds both
         params["save_merged"] = False
     inputs = {"reference": reference, "teacher": teacher, "data": data}
-    pointer = {"model_path": str(Path(reference).resolve()), "adapter": "adapter"} if adapter_only else {}
+    pointer = {"model_path": _pointer(reference, out_dir), "adapter": "adapter"} if adapter_only else {}
     _write_model_dir(out_dir, "student", params, inputs, seed, t0, model=model, tok=tok,
                      checkpoint_dir=checkpoint_dir, training=info, merge=not adapter_only, **pointer,
                      n_allowed_tokens=len(allowed) if allowed is not None else None,
