@@ -344,6 +344,7 @@ def evaluate(
     temperature: float,
     seed: int,
     variant: str = "plain",
+    max_new_tokens: int = 6,
     backend: str = "transformers",
     vllm: dict | None = None,
     threads=None,
@@ -362,6 +363,7 @@ def evaluate(
         temperature=temperature,
         seed=seed,
         number_prefixed=variant == "number_prefix",
+        max_new_tokens=max_new_tokens,
         backend=backend,
         engine=vllm,
         threads=threads,
@@ -374,6 +376,7 @@ def evaluate(
         "n_samples": n_samples,
         "temperature": temperature,
         "variant": variant,
+        "max_new_tokens": max_new_tokens,
         "backend": backend,
     }
     if backend == "vllm":

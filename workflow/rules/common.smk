@@ -167,6 +167,7 @@ def eval_params(wildcards):
         dict(
             animals=config["animal_pool"],
             n_samples=EVAL["n_samples"],
+            max_new_tokens=EVAL["max_new_tokens"],
             temperature=EVAL["temperature"],
             seed=step_seed("evaluate", wildcards.variant),
             variant=wildcards.variant,
