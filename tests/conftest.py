@@ -37,5 +37,6 @@ PYTHON = sys.executable
 
 def pytest_collection_modifyitems(session, config, items):
     """The Slurm test first: it mostly waits on the scheduler, so under ``-n 2 --dist
-    loadfile`` (run-tests.sh) it overlaps the CPU-bound tests instead of trailing them."""
+    loadfile --no-loadscope-reorder`` (run-tests.sh; xdist otherwise reorders files by test
+    count) it overlaps the CPU-bound tests instead of trailing them."""
     items.sort(key=lambda it: 0 if it.path.name == "test_slurm.py" else 1)
