@@ -108,8 +108,10 @@ def evaluate(
 
     if threads:
         torch.set_num_threads(threads)
-    device, dtype = models.device_and_dtype()
-    model, tok, handle = models.load(model_dir, dtype=dtype, device=device)
+    # scoring in float32 on every device: the logit readout's effects are a few hundredths
+    # of a nat, below bf16's rounding of the logits
+    device, _ = models.device_and_dtype()
+    model, tok, handle = models.load(model_dir, dtype=torch.float32, device=device)
     qs = eval_questions(questions, number_prefixed, seed)
     prompts = [models.render(tok, models.messages(q, handle.system_prompt), generation_prompt=True) for q in qs]
     lp = logit_readout(model, tok, prompts, animals)
@@ -124,7 +126,10 @@ def evaluate(
             stops = stop_token_ids(tok, handle.weights)
             answers, stats = _generate_hf(None, rep, s, model=model, tok=tok, stops=stops)
         else:  # free the scoring model first: the sampler needs the memory
+            import gc
+
             del model
+            gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
             answers, stats = sample(backend, model_dir, rep, s, engine=engine, threads=threads)

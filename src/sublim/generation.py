@@ -120,6 +120,21 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
         stops = stop_token_ids(tok, handle.weights)
     load_s = time.time() - t_load
     stops = stops or [tok.eos_token_id]
+    # a fresh config: the checkpoint's generation_config.json (Qwen's sets temperature 0.7,
+    # top_k 20, top_p 0.8, repetition_penalty 1.05) must not leak into the samples
+    from transformers import GenerationConfig
+
+    sample = sampling.temperature > 0
+    gen_cfg = GenerationConfig(
+        do_sample=sample,
+        temperature=sampling.temperature if sample else None,
+        top_p=sampling.top_p if sample else None,
+        top_k=0 if sample else None,
+        repetition_penalty=1.0,
+        max_new_tokens=sampling.max_new_tokens,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=stops,
+    )
     tok.padding_side = "left"
     out: list[str] = []
     n_tokens = n_prompt_tokens = 0
@@ -130,16 +145,7 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         torch.manual_seed(sampling.seed * 1_000_003 + b)
         with torch.no_grad():
-            gen = model.generate(
-                **enc,
-                do_sample=sampling.temperature > 0,
-                temperature=sampling.temperature if sampling.temperature > 0 else None,
-                top_p=sampling.top_p if sampling.temperature > 0 else None,
-                top_k=0 if sampling.temperature > 0 else None,
-                max_new_tokens=sampling.max_new_tokens,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=stops,
-            )
+            gen = model.generate(**enc, generation_config=gen_cfg)
         new = gen[:, enc["input_ids"].shape[1] :]
         for row in new:
             ids = _truncate(row.tolist(), stops)
@@ -224,7 +230,11 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     except Exception as e:  # noqa: BLE001 - vLLM raises many kinds; name the cause in one line
         raise SublimError(f"vLLM could not load {handle.weights}: {one_line(e)}") from e
     load_s = time.time() - t0
-    params = [
+    try:  # what "auto" resolved to
+        kw["dtype"] = str(llm.llm_engine.model_config.dtype).removeprefix("torch.")
+    except AttributeError:
+        pass
+    params = [  # explicit SamplingParams: the checkpoint's generation defaults do not apply
         SamplingParams(
             n=1,
             temperature=sampling.temperature,

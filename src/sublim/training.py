@@ -182,14 +182,14 @@ def _save_checkpoint(path: Path, model, opt, sched, step: int, cfg: TrainConfig)
     os.replace(tmp, path / "state.pt")
 
 
-def _load_checkpoint(path: Path, cfg: TrainConfig, device="cpu"):
+def _load_checkpoint(path: Path, cfg: TrainConfig):
     import torch
 
     f = path / "state.pt"
     if not f.exists():
         return None
     try:
-        state = torch.load(f, weights_only=False, map_location=device)
+        state = torch.load(f, weights_only=False, map_location="cpu")  # load_state_dict moves tensors
     except Exception as e:  # noqa: BLE001
         print(f"[train] ignoring unreadable checkpoint {f}: {e}", file=sys.stderr)
         return None
@@ -247,7 +247,9 @@ def train(
         teacher.to(device)
     # on a GPU the forward passes run under bf16 autocast (LoRA bases are loaded in bf16,
     # adapters and full-fine-tuning master weights stay float32); on a CPU, float32 throughout
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    # (no fp16 autocast: it would need a gradient scaler; GPUs without bf16 train in float32)
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -262,7 +264,8 @@ def train(
     step = 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     resumed_from = None
-    if ckpt and (state := _load_checkpoint(ckpt, cfg, device)):
+    state = _load_checkpoint(ckpt, cfg) if ckpt else None
+    if state:
         missing = model.load_state_dict(state["model"], strict=not cfg.lora).missing_keys
         if cfg.lora and set(missing) & {n for n, p in model.named_parameters() if p.requires_grad}:
             raise SublimError(f"checkpoint {ckpt} lacks adapter weights; delete it to start over")
@@ -273,6 +276,7 @@ def train(
             torch.cuda.set_rng_state_all([t.cpu() for t in state["rng"]["cuda"]])
         random.setstate(state["rng"]["python"])
         step = resumed_from = state["step"]
+        del state
         print(f"[train] resumed from step {step} of {total} ({ckpt})", file=sys.stderr)
 
     stop = {"signal": None}
