@@ -13,7 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .errors import SublimError
+from .errors import SublimError, one_line
 
 
 @dataclasses.dataclass
@@ -69,16 +69,14 @@ def load(path: str | Path, *, dtype=None, device: str = "cpu"):
         tok = AutoTokenizer.from_pretrained(h.weights)
         model = AutoModelForCausalLM.from_pretrained(h.weights, dtype=dtype or torch.float32)
     except Exception as e:  # noqa: BLE001 - turn any loader failure into one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SublimError(f"corrupted or unreadable model checkpoint {h.weights}: {first}") from e
+        raise SublimError(f"corrupted or unreadable model checkpoint {h.weights}: {one_line(e, 1)}") from e
     if h.adapter is not None:  # a LoRA student: merge its adapter into the base, in memory
         from peft import PeftModel
 
         try:
             model = PeftModel.from_pretrained(model, h.adapter).merge_and_unload()
         except Exception as e:  # noqa: BLE001
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SublimError(f"corrupted or unreadable LoRA adapter {h.adapter}: {first}") from e
+            raise SublimError(f"corrupted or unreadable LoRA adapter {h.adapter}: {one_line(e, 1)}") from e
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(device).eval()
