@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from sublim import models, training
+from sublim.errors import SublimError
 
 
 def _examples(tok, n=24):
@@ -73,6 +74,36 @@ def test_killed_run_resumes_to_identical_weights(tiny_model_dir, tmp_path):
     assert info["resumed_from_step"] == 7
     for (k, a), b in zip(ref.state_dict().items(), out.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
+
+
+def test_killed_lora_run_resumes_from_an_adapter_only_checkpoint(tiny_model_dir, tmp_path):
+    """LoRA checkpoints hold only the trainable (adapter) weights; resuming loads them over a
+    freshly wrapped reference (strict=False) and ends on the uninterrupted run's weights."""
+    torch.set_num_threads(1)
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]}
+    cfg = training.TrainConfig(mode="sft", epochs=2, lr=1e-2, batch_size=4, checkpoint_every=3, seed=5, lora=lora)
+    m1, tok = _load(tiny_model_dir)
+    ex = _examples(tok)
+    ref, _ = training.train(m1, ex, cfg, pad_id=tok.pad_token_id)
+
+    ck = tmp_path / "ckpt"
+    with pytest.raises(training.Interrupted):
+        training.train(_load(tiny_model_dir)[0], ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=ck, stop_after=7)
+    state = torch.load(ck / "state.pt", weights_only=False)
+    assert state["model"] and all("lora_" in k for k in state["model"]), sorted(state["model"])[:3]
+    out, info = training.train(_load(tiny_model_dir)[0], ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=ck)
+    assert info["resumed_from_step"] == 7
+    want, got = ref.state_dict(), out.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        torch.testing.assert_close(want[k], got[k], rtol=0, atol=1e-6, msg=k)
+
+    # a checkpoint whose adapter weights are gone is refused by name, not silently reset
+    state["model"] = {}
+    ck.mkdir(exist_ok=True)
+    torch.save(state, ck / "state.pt")
+    with pytest.raises(SublimError, match="lacks adapter weights"):
+        training.train(_load(tiny_model_dir)[0], ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=ck)
 
 
 def test_changed_settings_do_not_resume(tiny_model_dir, tmp_path):
