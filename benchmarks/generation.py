@@ -11,7 +11,9 @@ at temperature 1 as in the experiment. Throughput is total (prompt + generated) 
 generated tokens per second; ``vs vllm`` is the ratio of total tokens/s. Each sampler is set
 against two ceilings measured in the same run on the same device:
 
-  * compute: 2 x parameters x tokens per second over the measured matmul FLOP/s;
+  * compute: 2 x parameters x computed tokens per second over the measured matmul FLOP/s
+    (prompt tokens vLLM serves from its prefix cache, the shared chat-template head, are
+    not computed and are left out);
   * memory:  a decode step streams every weight once, so G generated tokens at concurrency B
     need at least (G / B) x weight bytes / measured copy bandwidth; the fraction is that
     floor over the measured time (B: vLLM's max_num_seqs, the batch size, or 1).
@@ -109,7 +111,9 @@ def main() -> None:
     out = []
     for name, conc, st in rows:
         dt = st["seconds"]
-        comp = 2 * n_params * (st["generated_tokens"] + st["prompt_tokens"]) / dt / peaks["matmul_flops"]
+        # tokens vLLM served from its prefix cache were not computed: leave them out of the work
+        computed = st["generated_tokens"] + st["prompt_tokens"] - st.get("prefix_cached_tokens", 0)
+        comp = 2 * n_params * computed / dt / peaks["matmul_flops"]
         mem_floor = (st["generated_tokens"] / conc) * wbytes / peaks["copy_bytes_per_s"]
         ratio = ref / st["total_tokens_per_s"] if ref and name != "vllm" else None
         print(
@@ -121,6 +125,8 @@ def main() -> None:
                     "memory_fraction": mem_floor / dt})  # fmt: skip
     v = next((st for name, _, st in rows if name == "vllm"), None)
     if v:
+        cached = v.get("prefix_cached_tokens", 0)
+        print(f"\nvLLM served {cached} of {v['prompt_tokens']} prompt tokens from its prefix cache")
         est = v["load_seconds"] + 30000 / v["n_prompts"] * v["seconds"]
         print(f"\nvLLM, 30k prompts for one teacher (extrapolated, model load included): {est:.0f} s")
         print("'vs vllm' = vLLM's total tokens/s over the sampler's (how many times faster vLLM is)")

@@ -36,6 +36,7 @@ def test_defaults_are_filled():
         (lambda c: c.__setitem__("animals", ["owl", "unicorn"]), "animals"),
         (lambda c: c["filter"].__setitem__("subsample", 10**9), "filter.subsample"),
         (lambda c: c["reference"].__setitem__("seeds", [0]), "reference.seeds"),
+        (lambda c: c["generation"].__setitem__("constrained_decoding", True), "generation.constrained_decoding"),
     ],
 )
 def test_bad_config_is_one_clear_line(mutate, key):
@@ -70,21 +71,20 @@ def _expected_jobs(cfg):
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
-def test_preset_dry_run_builds_the_expected_matrix_in_seconds(path, tmp_path):
+def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path):
+    """The whole matrix is planned (every student and evaluation job counted). How long the
+    DAG takes to build is measured by benchmarks/dag_build.py, not asserted here."""
     import re
     import subprocess
     import sys
-    import time
 
     cfg = validate(yaml.safe_load(path.read_text()))
     (tmp_path / "workflow").symlink_to(ROOT / "workflow")
-    t0 = time.time()
     res = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
          "-n", "all", "--configfile", str(path)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    elapsed = time.time() - t0
     assert res.returncode == 0, res.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
     n_students, n_eval = _expected_jobs(cfg)
@@ -92,4 +92,3 @@ def test_preset_dry_run_builds_the_expected_matrix_in_seconds(path, tmp_path):
     assert int(counts["evaluate"]) == n_eval
     assert int(counts["teacher"]) == len(cfg["animals"]) + 1
     assert ("mnist_experiment" in counts) == cfg["mnist"]["enabled"]
-    assert elapsed < 20, f"dry run took {elapsed:.1f}s"

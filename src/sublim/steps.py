@@ -211,8 +211,13 @@ def generate(
     rendered = [
         models.render(tok, models.messages(p.text, handle.system_prompt), generation_prompt=True) for p in prompts
     ]
-    s = Sampling(seed=seed, **sampling)
+    sampling = dict(sampling)
+    constrained = bool(sampling.pop("constrained_decoding", False))
+    regex = filtering.number_regex(max_count) if constrained else None
+    s = Sampling(seed=seed, regex=regex, **sampling)
     completions, stats = run_generation(backend, teacher, rendered, s, threads=threads, engine=vllm)
+    if constrained:
+        sampling["constrained_decoding"] = True
     rows = [
         {"id": i, "prompt": p.text, "response": c, "sampling": {**sampling, "seed": seed}}
         for i, (p, c) in enumerate(zip(prompts, completions))
@@ -223,6 +228,12 @@ def generate(
         params["vllm"] = vllm
     m = manifest.build_manifest("generate", params, {"teacher": teacher}, seed, t0)
     m["throughput"] = stats
+    if constrained:
+        m["constrained_decoding"] = {
+            "regex": regex,
+            "note": "regex-guided decoding: every sample was forced into number format; this is "
+            "not the paper's sample-then-filter protocol and changes the sampling distribution",
+        }
     m["system_prompt"] = handle.system_prompt
     m["example_rendered_prompt"] = rendered[0] if rendered else None
     manifest.write_json_atomic(manifest.manifest_path(out_jsonl), m)

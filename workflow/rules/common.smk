@@ -162,6 +162,16 @@ def vllm_params(backend, key=None):
     return out
 
 
+def generation_sampling():
+    """The generate step's sampling settings; constrained decoding appears only when on, so
+    the default's params (and its up-to-date results) are unchanged."""
+    g = config["generation"]
+    out = {k: g[k] for k in ("temperature", "top_p", "max_new_tokens", "batch_size")}
+    if g["constrained_decoding"]:
+        out["constrained_decoding"] = True
+    return out
+
+
 def eval_params(wildcards):
     return as_json(
         dict(

@@ -22,10 +22,7 @@ rule generate:
                 backend=config["generation"]["backend"],
                 max_count=config["generation"]["max_count"],
                 **vllm_params(config["generation"]["backend"]),
-                sampling={
-                    k: config["generation"][k]
-                    for k in ("temperature", "top_p", "max_new_tokens", "batch_size")
-                },
+                sampling=generation_sampling(),
             )
         ),
     shell:
