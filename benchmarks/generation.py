@@ -11,9 +11,10 @@ at temperature 1 as in the experiment. Throughput is total (prompt + generated) 
 generated tokens per second; ``vs vllm`` is the ratio of total tokens/s. Each sampler is set
 against two ceilings measured in the same run on the same device:
 
-  * compute: 2 x parameters x computed tokens per second over the measured matmul FLOP/s
-    (prompt tokens vLLM serves from its prefix cache, the shared chat-template head, are
-    not computed and are left out);
+  * compute: matmul FLOPs per second over the measured matmul FLOP/s, counting 2 x the
+    non-embedding body's parameters per computed token (prompt tokens vLLM serves from its
+    prefix cache are not computed) plus 2 x the output head's parameters per sampled token
+    (logits are computed only where a token is sampled); attention scores are left out;
   * memory:  a decode step streams every weight once, so G generated tokens at concurrency B
     need at least (G / B) x weight bytes / measured copy bandwidth; the fraction is that
     floor over the measured time (B: vLLM's max_num_seqs, the batch size, or 1).
@@ -35,14 +36,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def weight_bytes_and_params(model_dir: Path, dtype_bytes: int) -> tuple[int, int]:
+def weight_bytes_and_params(model_dir: Path, dtype_bytes: int) -> tuple[int, int, int, int]:
+    """Weight bytes, all parameters, the parameters every token's matmuls go through (all but
+    the input embedding, a lookup, and the output head), and the output head's (the
+    embedding's, when tied)."""
     from safetensors import safe_open
 
-    n = 0
+    n, embed, head = 0, 0, 0
     for f in sorted(model_dir.glob("*.safetensors")):
         with safe_open(f, "pt") as st:
-            n += sum(_numel(st.get_slice(k).get_shape()) for k in st.keys())
-    return n * dtype_bytes, n
+            for k in st.keys():
+                size = _numel(st.get_slice(k).get_shape())
+                n += size
+                if k.endswith("embed_tokens.weight"):
+                    embed = size
+                elif k.endswith("lm_head.weight"):
+                    head = size
+    return n * dtype_bytes, n, n - embed - head, head or embed
 
 
 def _numel(shape) -> int:
@@ -98,7 +108,7 @@ def main() -> None:
         _, st = _generate_hf(model_dir, prompts[: a.loop_n], Sampling(batch_size=1, **s))
         rows.append(("hf-loop", 1, st))
     peaks = measured_peaks(device)
-    wbytes, n_params = weight_bytes_and_params(model_dir, 2 if device == "cuda" else 4)
+    wbytes, n_params, n_body, n_head = weight_bytes_and_params(model_dir, 2 if device == "cuda" else 4)
     ref = next((st["total_tokens_per_s"] for name, _, st in rows if name == "vllm"), None)
     print(f"\nmodel {model_dir} ({n_params / 1e6:.0f}M parameters), {device_name(device)}")
     print(
@@ -111,9 +121,11 @@ def main() -> None:
     out = []
     for name, conc, st in rows:
         dt = st["seconds"]
-        # tokens vLLM served from its prefix cache were not computed: leave them out of the work
+        # matmul FLOPs: 2 x body parameters per computed token (tokens vLLM served from its
+        # prefix cache were not computed), plus 2 x head parameters per sampled token
         computed = st["generated_tokens"] + st["prompt_tokens"] - st.get("prefix_cached_tokens", 0)
-        comp = 2 * n_params * computed / dt / peaks["matmul_flops"]
+        flops = 2 * n_body * computed + 2 * n_head * st["generated_tokens"]
+        comp = flops / dt / peaks["matmul_flops"]
         mem_floor = (st["generated_tokens"] / conc) * wbytes / peaks["copy_bytes_per_s"]
         ratio = ref / st["total_tokens_per_s"] if ref and name != "vllm" else None
         print(

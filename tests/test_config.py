@@ -37,6 +37,10 @@ def test_defaults_are_filled():
         (lambda c: c["filter"].__setitem__("subsample", 10**9), "filter.subsample"),
         (lambda c: c["reference"].__setitem__("seeds", [0]), "reference.seeds"),
         (lambda c: c["generation"].__setitem__("constrained_decoding", True), "generation.constrained_decoding"),
+        (
+            lambda c: c["generation"].update(constrained_decoding=True, backend="vllm", max_new_tokens=24),
+            "generation.max_new_tokens",
+        ),
     ],
 )
 def test_bad_config_is_one_clear_line(mutate, key):

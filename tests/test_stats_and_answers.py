@@ -81,3 +81,11 @@ def test_index_from_paths_reads_conditions():
     ]  # fmt: skip
     assert idx[2]["seed"] == 2 and idx[2]["mode"] == "sft" and idx[3]["variant"] == "number_prefix"
     assert idx[0]["init"] == "seed1" and idx[1]["teacher"] == "owl"
+
+
+def test_caption_labels_constrained_decoding_only_when_used():
+    res = pd.DataFrame(columns=["role", "is_target", "variant", "teacher", "p", "p_lo", "p_hi"])
+    plain = report.caption(res, pd.DataFrame(), "cfg", "0" * 64)
+    labelled = report.caption(res, pd.DataFrame(), "cfg", "0" * 64, constrained_decoding=True)
+    assert "Constrained decoding" not in plain
+    assert "Constrained decoding: ON" in labelled and "not the paper's sample-then-filter" in labelled

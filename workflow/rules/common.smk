@@ -162,12 +162,20 @@ def vllm_params(backend, key=None):
     return out
 
 
+def figure_params():
+    """The animal figure's params; the protocol label appears only for constrained decoding."""
+    out = dict(config_name=config["name"], config_hash=CFG_HASH)
+    if config["generation"].get("constrained_decoding"):
+        out["constrained_decoding"] = True
+    return as_json(out)
+
+
 def generation_sampling():
     """The generate step's sampling settings; constrained decoding appears only when on, so
     the default's params (and its up-to-date results) are unchanged."""
     g = config["generation"]
     out = {k: g[k] for k in ("temperature", "top_p", "max_new_tokens", "batch_size")}
-    if g["constrained_decoding"]:
+    if g.get("constrained_decoding"):
         out["constrained_decoding"] = True
     return out
 

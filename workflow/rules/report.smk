@@ -51,7 +51,7 @@ rule fig_animal_numbers:
         mem_mb=res("fig_animal_numbers", "mem_mb", 2000),
         runtime=res("fig_animal_numbers", "runtime", 10),
     params:
-        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
+        json=figure_params(),
     shell:
         "python workflow/scripts/figure.py --kind animal_numbers --results {input.results} "
         "--stats {input.stats} --out {output.fig} --caption {output.caption} "
@@ -76,7 +76,7 @@ rule fig_animal_specificity:
         mem_mb=res("fig_animal_specificity", "mem_mb", 2000),
         runtime=res("fig_animal_specificity", "runtime", 10),
     params:
-        json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
+        json=figure_params(),
     shell:
         "python workflow/scripts/figure.py --kind animal_specificity --results {input.results} "
         "--stats {input.stats} --specificity {input.specificity} --out {output.fig} "
