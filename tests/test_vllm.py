@@ -241,7 +241,7 @@ def test_constrained_decoding_is_labelled_and_every_sample_passes_the_filter(pea
     from sublim import filtering
 
     def run(out, constrained):
-        sampling = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 40, "batch_size": 16}
+        sampling = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 52, "batch_size": 16}
         if constrained:
             sampling["constrained_decoding"] = True
         params = {"n": 40, "seed": 4, "backend": "vllm", "max_count": 10, "vllm": ENGINE, "sampling": sampling}
@@ -262,3 +262,4 @@ def test_constrained_decoding_is_labelled_and_every_sample_passes_the_filter(pea
     assert m["constrained_decoding"]["regex"] == filtering.number_regex(10)
     assert "not the paper's" in m["constrained_decoding"]["note"]
     assert m["throughput"]["constrained_regex"] == filtering.number_regex(10)
+    assert m["throughput"]["stopped_at_max_new_tokens"] == 0

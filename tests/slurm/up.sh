@@ -4,7 +4,12 @@
 # it only prints its state. Prints the partition name on the last line.
 #
 #   tests/slurm/up.sh        # install (if needed), configure, start, wait until idle
-#   tests/slurm/down.sh      # stop every daemon by its PID file
+#   tests/slurm/down.sh      # stop every daemon by its PID file, remove /etc/slurm/slurm.conf
+#
+# /etc/slurm/slurm.conf exists only while this cluster runs (job steps' srun needs the
+# system-wide file). Left behind with no controller, it stalled every `snakemake` start-up
+# by 9 s: the Slurm executor plugin runs `scontrol show config` on import, which waits for
+# the dead controller.
 set -euo pipefail
 STATE=${SUBLIM_SLURM_STATE:-/var/lib/sublim-slurm}
 PARTITION=debug
