@@ -38,7 +38,7 @@ def main() -> None:
     a = ap.parse_args()
     floor, _ = best_of([sys.executable, "-m", "snakemake", "--version"], a.repeat)
     print(f"snakemake start-up floor (--version): {floor:.2f} s\n")
-    print(f"{'preset':<32} {'jobs':>6} {'dry run s':>10} {'x floor':>8}")
+    print(f"{'preset':<36} {'jobs':>6} {'dry run s':>10} {'x floor':>8}")
     for path in PRESETS:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "workflow").symlink_to(ROOT / "workflow")
@@ -46,7 +46,7 @@ def main() -> None:
                    "-n", "all", "--configfile", str(path)]  # fmt: skip
             dt, out = best_of(cmd, a.repeat)
         m = re.search(r"^total\s+(\d+)$", out, re.M)
-        print(f"{path.relative_to(ROOT).as_posix():<32} {m.group(1) if m else '?':>6} {dt:>10.2f} {dt / floor:>8.1f}")
+        print(f"{path.relative_to(ROOT).as_posix():<36} {m.group(1) if m else '?':>6} {dt:>10.2f} {dt / floor:>8.1f}")
 
 
 if __name__ == "__main__":
