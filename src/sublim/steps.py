@@ -211,13 +211,10 @@ def generate(
     rendered = [
         models.render(tok, models.messages(p.text, handle.system_prompt), generation_prompt=True) for p in prompts
     ]
-    sampling = dict(sampling)
-    constrained = bool(sampling.pop("constrained_decoding", False))
+    constrained = bool(sampling.get("constrained_decoding"))
     regex = filtering.number_regex(max_count) if constrained else None
-    s = Sampling(seed=seed, regex=regex, **sampling)
+    s = Sampling(seed=seed, regex=regex, **{k: v for k, v in sampling.items() if k != "constrained_decoding"})
     completions, stats = run_generation(backend, teacher, rendered, s, threads=threads, engine=vllm)
-    if constrained:
-        sampling["constrained_decoding"] = True
     rows = [
         {"id": i, "prompt": p.text, "response": c, "sampling": {**sampling, "seed": seed}}
         for i, (p, c) in enumerate(zip(prompts, completions))

@@ -162,22 +162,22 @@ def vllm_params(backend, key=None):
     return out
 
 
+def constrained_flag():
+    """``{"constrained_decoding": True}`` when it is on, else nothing: params of configs
+    without it (and their up-to-date results) stay unchanged."""
+    return {"constrained_decoding": True} if config["generation"].get("constrained_decoding") else {}
+
+
 def figure_params():
-    """The animal figure's params; the protocol label appears only for constrained decoding."""
-    out = dict(config_name=config["name"], config_hash=CFG_HASH)
-    if config["generation"].get("constrained_decoding"):
-        out["constrained_decoding"] = True
-    return as_json(out)
+    """The animal figures' params, labelled when the data came from constrained decoding."""
+    return as_json(dict(config_name=config["name"], config_hash=CFG_HASH, **constrained_flag()))
 
 
 def generation_sampling():
-    """The generate step's sampling settings; constrained decoding appears only when on, so
-    the default's params (and its up-to-date results) are unchanged."""
+    """The generate step's sampling settings."""
     g = config["generation"]
-    out = {k: g[k] for k in ("temperature", "top_p", "max_new_tokens", "batch_size")}
-    if g.get("constrained_decoding"):
-        out["constrained_decoding"] = True
-    return out
+    keys = ("temperature", "top_p", "max_new_tokens", "batch_size")
+    return {**{k: g[k] for k in keys}, **constrained_flag()}
 
 
 def eval_params(wildcards):
