@@ -120,3 +120,78 @@ def test_training_resumes_from_epoch_checkpoint(tmp_path, data):
     for a, b in zip(full.params(), resumed.params()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     assert not ck.exists()
+
+
+def _tiny_data(seed=0, n=512):
+    """Random images whose label is the brightest of ten pixel bands: learnable, so the
+    teacher's settings show in the test accuracies."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, k in (("train", n), ("test", n // 2)):
+        x = rng.integers(0, 256, (k, 28, 28), dtype=np.uint8)
+        bands = x.reshape(k, -1)[:, :780].reshape(k, 10, 78).astype(np.int64).sum(-1)
+        out[f"x_{split}"], out[f"y_{split}"] = x, bands.argmax(-1).astype(np.uint8)
+    return out
+
+
+TINY = dict(n_models=2, aux_logits=3, hidden=16, epochs=3, student_epochs=2, lr=3e-3, batch_size=64,
+            n_noise=128, sigmas=[0.5], conditions=["aux_same", "all_same"], seed=0)  # fmt: skip
+
+
+def _interrupt_students(monkeypatch):
+    """Stop the run after the students' first epoch: teacher.done.pt and a student
+    checkpoint are left behind, as after a preemption."""
+    real = mnist.train_stack
+
+    def stop(stack, x, **kw):
+        if kw["desc"].startswith("students"):
+            kw["stop_after_epoch"] = 1
+        return real(stack, x, **kw)
+
+    monkeypatch.setattr(mnist, "train_stack", stop)
+
+
+def test_stale_mnist_checkpoints_are_not_used(tmp_path, monkeypatch, capsys):
+    """Checkpoints are keyed by the parameters and the data: after a change of config the
+    stale teacher (and student) checkpoints are ignored, and the run equals a fresh one; an
+    unchanged config resumes them. A finished experiment leaves no checkpoint behind."""
+    data, ck = _tiny_data(), tmp_path / "ck"
+    changed = {**TINY, "lr": 1e-2}
+    fresh = mnist.run_experiment(data, **changed)
+    assert fresh != mnist.run_experiment(data, **TINY)  # the change shows in the results
+
+    with monkeypatch.context() as mp:
+        _interrupt_students(mp)
+        with pytest.raises(KeyboardInterrupt):
+            mnist.run_experiment(data, checkpoint_dir=ck, **TINY)
+    assert (ck / "teacher.done.pt").exists() and (ck / "students_aux.pt").exists()
+    capsys.readouterr()
+
+    assert mnist.run_experiment(data, checkpoint_dir=ck, **changed) == fresh
+    err = capsys.readouterr().err
+    assert "loaded finished teachers" not in err and "resumed" not in err
+    assert "[mnist] teacher: checkpoint" in err and "starting fresh" in err
+    assert not ck.exists() or not any(ck.iterdir())
+
+    # other data, same parameters: also stale
+    with monkeypatch.context() as mp:
+        _interrupt_students(mp)
+        with pytest.raises(KeyboardInterrupt):
+            mnist.run_experiment(_tiny_data(seed=1), checkpoint_dir=ck, **changed)
+    capsys.readouterr()
+    assert mnist.run_experiment(data, checkpoint_dir=ck, **changed) == fresh
+    assert "loaded finished teachers" not in capsys.readouterr().err
+
+
+def test_unchanged_mnist_config_resumes_and_clears_checkpoints(tmp_path, monkeypatch, capsys):
+    data, ck = _tiny_data(), tmp_path / "ck"
+    want = mnist.run_experiment(data, **TINY)
+    with monkeypatch.context() as mp:
+        _interrupt_students(mp)
+        with pytest.raises(KeyboardInterrupt):
+            mnist.run_experiment(data, checkpoint_dir=ck, **TINY)
+    capsys.readouterr()
+    assert mnist.run_experiment(data, checkpoint_dir=ck, **TINY) == want
+    err = capsys.readouterr().err
+    assert "loaded finished teachers" in err and "students_aux: resumed from epoch 1" in err
+    assert not ck.exists() or not any(ck.iterdir())

@@ -89,7 +89,7 @@ def test_killed_lora_run_resumes_from_an_adapter_only_checkpoint(tiny_model_dir,
     ck = tmp_path / "ckpt"
     with pytest.raises(training.Interrupted):
         training.train(_load(tiny_model_dir)[0], ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=ck, stop_after=7)
-    state = torch.load(ck / "state.pt", weights_only=False)
+    state = torch.load(ck / "state.pt", weights_only=True)  # plain values and tensors only
     assert state["model"] and all("lora_" in k for k in state["model"]), sorted(state["model"])[:3]
     out, info = training.train(_load(tiny_model_dir)[0], ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=ck)
     assert info["resumed_from_step"] == 7
@@ -116,6 +116,103 @@ def test_changed_settings_do_not_resume(tiny_model_dir, tmp_path):
     cfg2 = training.TrainConfig(mode="sft", epochs=1, batch_size=2, checkpoint_every=1, lr=1e-2)
     _, info = training.train(_load(tiny_model_dir)[0], ex, cfg2, pad_id=tok.pad_token_id, checkpoint_dir=ck)
     assert info["resumed_from_step"] is None
+
+
+def test_checkpoint_resumes_only_on_the_same_data_and_inputs(tiny_model_dir, tmp_path, capsys):
+    """The checkpoint key holds a hash of the examples (and the caller's ``inputs_key``): a
+    checkpoint of data D1 is not resumed on D2, even one token apart, nor under other inputs."""
+    import shutil
+
+    m, tok = _load(tiny_model_dir)
+    d1 = _examples(tok, 8)
+    d2 = [training.Example(list(e.input_ids), e.n_prompt, e.teacher_ids, e.teacher_n_prompt) for e in d1]
+    d2[3].input_ids[-2] = d2[3].input_ids[-3]  # one completion token differs
+    assert training.data_key(d1, "sft") != training.data_key(d2, "sft")
+    cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=2, checkpoint_every=1)
+    ck = tmp_path / "ckpt"
+    kw = dict(pad_id=tok.pad_token_id, inputs_key={"reference": "sha-a"})
+    with pytest.raises(training.Interrupted):
+        training.train(m, d1, cfg, checkpoint_dir=ck, stop_after=2, **kw)
+    for name in ("d2", "other_inputs", "no_inputs"):
+        shutil.copytree(ck, tmp_path / name)
+    capsys.readouterr()
+
+    _, info = training.train(_load(tiny_model_dir)[0], d2, cfg, checkpoint_dir=tmp_path / "d2", **kw)
+    assert info["resumed_from_step"] is None
+    assert "other training data; starting fresh" in capsys.readouterr().err
+
+    _, info = training.train(_load(tiny_model_dir)[0], d1, cfg, checkpoint_dir=tmp_path / "other_inputs",
+                             pad_id=tok.pad_token_id, inputs_key={"reference": "sha-b"})  # fmt: skip
+    assert info["resumed_from_step"] is None
+    assert "other inputs; starting fresh" in capsys.readouterr().err
+    _, info = training.train(_load(tiny_model_dir)[0], d1, cfg, checkpoint_dir=tmp_path / "no_inputs",
+                             pad_id=tok.pad_token_id)  # fmt: skip
+    assert info["resumed_from_step"] is None
+
+    _, info = training.train(_load(tiny_model_dir)[0], d1, cfg, checkpoint_dir=ck, **kw)
+    assert info["resumed_from_step"] == 2
+
+
+def test_teacher_rendering_is_part_of_the_data_key_only_when_distilling(tiny_model_dir):
+    _, tok = _load(tiny_model_dir)
+    d1 = _examples(tok, 4)
+    d2 = [training.Example(e.input_ids, e.n_prompt, e.teacher_ids[1:], e.teacher_n_prompt - 1) for e in d1]
+    assert training.data_key(d1, "sft") == training.data_key(d2, "sft")
+    assert training.data_key(d1, "distill") != training.data_key(d2, "distill")
+
+
+def _bf16_pair(tiny_model_dir):
+    m, tok = _load(tiny_model_dir)
+    teacher, _ = _load(tiny_model_dir)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        teacher.lm_head.weight.add_(0.05 * torch.randn(teacher.lm_head.weight.shape, generator=g))
+    return m, teacher, tok
+
+
+@pytest.mark.parametrize("mode", ["distill", "distill_full"])
+def test_distillation_kl_is_float32_for_bf16_models(tiny_model_dir, mode):
+    """The effects under study are smaller than bf16 rounding: the KL is computed from
+    float32 copies of the (bf16) teacher and student logits, restricted or not."""
+    import torch.nn.functional as F
+
+    m, teacher, tok = _bf16_pair(tiny_model_dir)
+    m, teacher = m.to(torch.bfloat16), teacher.to(torch.bfloat16)
+    allowed = torch.tensor(training.allowed_token_ids(tok)) if mode == "distill" else None
+    ex = _examples(tok, 4)
+    batch = {
+        "student": training._batch(ex, tok.pad_token_id, False),
+        "teacher": training._batch(ex, tok.pad_token_id, True),
+    }
+    loss = training._loss(mode, m, teacher, batch, allowed)
+    assert loss.dtype == torch.float32
+
+    with torch.no_grad():
+        s = training._completion_logits(m, *batch["student"])
+        t = training._completion_logits(teacher, *batch["teacher"])
+    assert s.dtype == t.dtype == torch.bfloat16
+    if allowed is not None:
+        s, t = s[:, allowed], t[:, allowed]
+    want = F.kl_div(F.log_softmax(s.float(), -1), F.log_softmax(t.float(), -1), log_target=True, reduction="batchmean")
+    in_bf16 = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="batchmean")
+    assert want.item() > 0
+    torch.testing.assert_close(loss.detach(), want, rtol=1e-6, atol=1e-9)
+    assert abs(in_bf16.float().item() - want.item()) > 1e-6  # bf16 would be visibly different
+
+
+def test_distillation_kl_is_float32_under_bf16_autocast(tiny_model_dir):
+    """The GPU path: float32 weights, forward passes under bf16 autocast (here on the CPU)."""
+    m, teacher, tok = _bf16_pair(tiny_model_dir)
+    ex = _examples(tok, 4)
+    batch = {
+        "student": training._batch(ex, tok.pad_token_id, False),
+        "teacher": training._batch(ex, tok.pad_token_id, True),
+    }
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        s = training._completion_logits(m, *batch["student"])
+        loss = training._loss("distill_full", m, teacher, batch, None)
+    assert s.dtype == torch.bfloat16  # the logits themselves come out of autocast in bf16
+    assert loss.dtype == torch.float32
 
 
 def test_lora_student_trains_and_saves(tiny_model_dir, tmp_path):

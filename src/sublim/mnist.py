@@ -223,6 +223,57 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int):
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def arrays_key(*arrays) -> str:
+    """A hash of arrays (dtype, shape and bytes): what an MNIST checkpoint was trained on."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def params_key(**params) -> str:
+    import hashlib
+    import json
+
+    def plain(v):
+        if isinstance(v, float) and math.isnan(v):
+            return "nan"
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return [plain(x) for x in list(v)]
+        if isinstance(v, np.generic):
+            return plain(v.item())
+        return v
+
+    text = json.dumps({k: plain(v) for k, v in params.items()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_checkpoint(path: Path, key: str | None, desc: str):
+    """A checkpoint's contents if it holds ``key``, else None (with a line saying why).
+    Unpickled with ``weights_only=True``: a checkpoint file cannot run code."""
+    import torch
+
+    if not path.exists():
+        return None
+    try:
+        st = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # noqa: BLE001
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"[mnist] {desc}: ignoring unreadable checkpoint {path}: {first}; starting fresh", file=sys.stderr)
+        return None
+    if not isinstance(st, dict) or st.get("key") != key:
+        print(f"[mnist] {desc}: checkpoint {path} has other settings or data; starting fresh", file=sys.stderr)
+        return None
+    return st
+
+
 def train_stack(
     stack: MLPStack,
     x,
@@ -238,9 +289,12 @@ def train_stack(
     checkpoint=None,
     desc: str = "train",
     stop_after_epoch: int | None = None,
+    key: str | None = None,
 ) -> MLPStack:
     """Train all models in ``stack`` in place: on labels ``y`` (teacher) or on the teacher's
-    logits for ``x`` (students; ``teacher_logits`` is (M, N, 10+m)). Checkpoints per epoch."""
+    logits for ``x`` (students; ``teacher_logits`` is (M, N, 10+m)). Checkpoints per epoch;
+    a checkpoint is resumed only if it holds ``key`` (the caller's hash of what the run
+    depends on; :func:`run_experiment` passes one)."""
     import torch
 
     params = stack.params()
@@ -249,8 +303,8 @@ def train_stack(
     opt = torch.optim.Adam(params, lr=lr)
     start = 0
     ck = Path(checkpoint) if checkpoint else None
-    if ck and ck.exists():
-        st = torch.load(ck, weights_only=False)
+    st = load_checkpoint(ck, key, desc) if ck else None
+    if st is not None:
         with torch.no_grad():
             for p, q in zip(params, st["params"]):
                 p.copy_(q)
@@ -279,7 +333,10 @@ def train_stack(
         if ck and epoch + 1 < epochs:
             ck.parent.mkdir(parents=True, exist_ok=True)
             tmp = ck.with_name(ck.name + f".tmp-{os.getpid()}")
-            torch.save({"params": [p.detach() for p in params], "opt": opt.state_dict(), "epoch": epoch + 1}, tmp)
+            torch.save(
+                {"key": key, "params": [p.detach() for p in params], "opt": opt.state_dict(), "epoch": epoch + 1},
+                tmp,
+            )
             os.replace(tmp, ck)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
             raise KeyboardInterrupt(f"stopped after epoch {epoch + 1}")
@@ -320,7 +377,12 @@ def run_experiment(
     threads=None,
     checkpoint_dir=None,
 ) -> list[dict]:
-    """Train teachers and every student condition; return tidy rows of test accuracy."""
+    """Train teachers and every student condition; return tidy rows of test accuracy.
+
+    Checkpoints in ``checkpoint_dir`` are keyed by a hash of the parameters they depend on
+    and of the training arrays: one written for another configuration or other data is
+    ignored (with a line on stderr), never resumed. They are deleted once the experiment
+    has finished."""
     import torch
 
     if threads:
@@ -336,10 +398,24 @@ def run_experiment(
         for i, a in enumerate(accuracy(ref, x_test, y_test))
     ]
 
+    # what each checkpoint depends on: the teachers on the training arrays and the teacher
+    # settings; the students on the teachers and every student setting (the test split and
+    # the thread count change no checkpoint)
+    data_hash = arrays_key(data["x_train"], data["y_train"]) if ck else None
+    teacher_key = params_key(
+        step="teacher", data=data_hash, n_models=n_models, aux_logits=aux_logits, hidden=hidden,
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+    )  # fmt: skip
+    students_key = params_key(
+        step="students", teacher=teacher_key, student_epochs=student_epochs, n_noise=n_noise,
+        sigmas=list(sigmas), conditions=list(conditions), lr=lr, batch_size=batch_size, seed=seed,
+    )  # fmt: skip
+
     teacher_ck = ck / "teacher.pt" if ck else None
     teacher_done = ck / "teacher.done.pt" if ck else None
-    if teacher_done and teacher_done.exists():
-        teacher = MLPStack.from_state(torch.load(teacher_done, weights_only=False))
+    done = load_checkpoint(teacher_done, teacher_key, "teacher") if teacher_done else None
+    if done is not None:
+        teacher = MLPStack.from_state(done)
         print("[mnist] teacher: loaded finished teachers from checkpoint", file=sys.stderr)
     else:
         teacher = train_stack(
@@ -352,10 +428,13 @@ def run_experiment(
             seed=seed + 1,
             checkpoint=teacher_ck,
             desc="teacher",
+            key=teacher_key,
         )
         if teacher_done:
             teacher_done.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(teacher.state(), teacher_done)
+            tmp = teacher_done.with_name(teacher_done.name + f".tmp-{os.getpid()}")
+            torch.save({"key": teacher_key, **teacher.state()}, tmp)
+            os.replace(tmp, teacher_done)
     rows += [
         dict(model=i, condition="teacher", sigma=np.nan, test_accuracy=a)
         for i, a in enumerate(accuracy(teacher, x_test, y_test))
@@ -405,6 +484,7 @@ def run_experiment(
             n_classes=10,
             checkpoint=ck / f"{name}.pt" if ck else None,
             desc=name,
+            key=students_key,
         )
         accs = accuracy(stack, x_test, y_test)
         j = 0
@@ -412,4 +492,25 @@ def run_experiment(
             for i in members:
                 rows.append(dict(model=i, condition=cond, sigma=sigma, test_accuracy=accs[j]))
                 j += 1
+    if ck:
+        clear_checkpoints(ck)
     return rows
+
+
+CHECKPOINT_NAMES = ("teacher.pt", "teacher.done.pt", "students_aux.pt", "students_all.pt")
+
+
+def clear_checkpoints(checkpoint_dir) -> None:
+    """Delete :func:`run_experiment`'s checkpoints (and temporary files a killed writer left);
+    the directory too if nothing else is in it."""
+    d = Path(checkpoint_dir)
+    if not d.is_dir():
+        return
+    for name in CHECKPOINT_NAMES:
+        (d / name).unlink(missing_ok=True)
+        for tmp in d.glob(name + ".tmp-*"):
+            tmp.unlink(missing_ok=True)
+    try:
+        d.rmdir()
+    except OSError:
+        pass

@@ -162,14 +162,47 @@ def _trainable_state(model, lora: bool) -> dict:
     return {k: v for k, v in sd.items() if k in names}
 
 
-def _save_checkpoint(path: Path, model, opt, sched, step: int, cfg: TrainConfig) -> None:
+def data_key(examples: list[Example], mode: str) -> str:
+    """A hash of what the loop trains on: each example's token ids and prompt length in
+    order (and the teacher's rendering when distilling), so a checkpoint resumes only on
+    identical data."""
+    h = hashlib.sha256()
+    distill = mode.startswith("distill")
+    for e in examples:
+        row = [e.input_ids, e.n_prompt] + ([e.teacher_ids, e.teacher_n_prompt] if distill else [])
+        h.update(json.dumps(row, separators=(",", ":")).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def inputs_hash(inputs_key: str | dict | None) -> str | None:
+    """The caller's description of the run's inputs (e.g. the starting model), hashed."""
+    if inputs_key is None:
+        return None
+    text = inputs_key if isinstance(inputs_key, str) else json.dumps(inputs_key, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _python_rng_to_plain(state: tuple) -> list:
+    """``random.getstate()`` as plain JSON-like values (loadable with weights_only=True)."""
+    version, internal, gauss = state
+    return [int(version), [int(x) for x in internal], None if gauss is None else float(gauss)]
+
+
+def _python_rng_from_plain(state) -> tuple:
+    version, internal, gauss = state
+    return (int(version), tuple(int(x) for x in internal), None if gauss is None else float(gauss))
+
+
+def _save_checkpoint(path: Path, model, opt, sched, step: int, cfg: TrainConfig, keys: dict) -> None:
     import torch
 
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    # plain values and tensors only: the loader unpickles with weights_only=True
+    rng = {"torch": torch.get_rng_state(), "python": _python_rng_to_plain(random.getstate())}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     state = {
-        "key": cfg.key(),
+        **keys,
         "step": step,
         "model": _trainable_state(model, bool(cfg.lora)),
         "optimizer": opt.state_dict(),
@@ -182,20 +215,29 @@ def _save_checkpoint(path: Path, model, opt, sched, step: int, cfg: TrainConfig)
     os.replace(tmp, path / "state.pt")
 
 
-def _load_checkpoint(path: Path, cfg: TrainConfig):
+def _load_checkpoint(path: Path, keys: dict):
+    """The checkpoint in ``path`` if it was written for these ``keys`` (settings, data,
+    inputs), else None with a line saying why. Unpickled with ``weights_only=True``: a
+    checkpoint from a shared directory or a remote cannot run code."""
     import torch
 
     f = path / "state.pt"
     if not f.exists():
         return None
     try:
-        state = torch.load(f, weights_only=False, map_location="cpu")  # load_state_dict moves tensors
+        state = torch.load(f, weights_only=True, map_location="cpu")  # load_state_dict moves tensors
     except Exception as e:  # noqa: BLE001
-        print(f"[train] ignoring unreadable checkpoint {f}: {e}", file=sys.stderr)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"[train] ignoring unreadable checkpoint {f}: {first}; starting fresh", file=sys.stderr)
         return None
-    if state.get("key") != cfg.key():
-        print(f"[train] checkpoint {f} has other settings; starting fresh", file=sys.stderr)
+    if not isinstance(state, dict):
+        print(f"[train] ignoring malformed checkpoint {f}; starting fresh", file=sys.stderr)
         return None
+    what = {"key": "other settings", "data": "other training data", "inputs": "other inputs"}
+    for k, v in keys.items():
+        if state.get(k) != v:
+            print(f"[train] checkpoint {f} was written for {what[k]}; starting fresh", file=sys.stderr)
+            return None
     return state
 
 
@@ -210,8 +252,14 @@ def train(
     checkpoint_dir: str | Path | None = None,
     stop_after: int | None = None,
     log=None,
+    inputs_key: str | dict | None = None,
 ):
     """Train ``model`` in place; return ``(model, info)``. ``model`` may be wrapped by peft.
+
+    A checkpoint in ``checkpoint_dir`` is resumed only if it was written for the same
+    settings (``cfg``), the same examples (hashed here) and the same ``inputs_key`` -- the
+    caller's identification of what the examples do not show, above all the starting model
+    (and the teacher): e.g. ``{"reference": <hash>, "teacher": <hash>}``.
 
     ``stop_after`` stops (as if killed) after that many optimiser steps -- used by tests.
     """
@@ -264,7 +312,8 @@ def train(
     step = 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     resumed_from = None
-    state = _load_checkpoint(ckpt, cfg) if ckpt else None
+    keys = {"key": cfg.key(), "data": data_key(examples, cfg.mode), "inputs": inputs_hash(inputs_key)}
+    state = _load_checkpoint(ckpt, keys) if ckpt else None
     if state:
         missing = model.load_state_dict(state["model"], strict=not cfg.lora).missing_keys
         if cfg.lora and set(missing) & {n for n, p in model.named_parameters() if p.requires_grad}:
@@ -274,7 +323,7 @@ def train(
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in state["rng"]["cuda"]])
-        random.setstate(state["rng"]["python"])
+        random.setstate(_python_rng_from_plain(state["rng"]["python"]))
         step = resumed_from = state["step"]
         del state
         print(f"[train] resumed from step {step} of {total} ({ckpt})", file=sys.stderr)
@@ -315,7 +364,7 @@ def train(
                 log(f"step {step}/{total} loss {sum(losses[-50:]) / len(losses[-50:]):.4f}")
             interrupted = stop["signal"] is not None or (stop_after is not None and step >= stop_after)
             if ckpt and step < total and (step % cfg.checkpoint_every == 0 or interrupted):
-                _save_checkpoint(ckpt, model, opt, sched, step, cfg)
+                _save_checkpoint(ckpt, model, opt, sched, step, cfg, keys)
             if interrupted and step < total:
                 raise Interrupted(f"training interrupted at step {step}/{total}; checkpoint in {ckpt}")
         bar.close()
