@@ -82,10 +82,21 @@ def _manifest_for(root: Path, out: str) -> dict:
         return {}
 
 
+def _relative(path: str, root: Path) -> str:
+    """``path`` relative to the (resolved) root; an absolute path must lie inside it."""
+    p = Path(path)
+    if not p.is_absolute():
+        return str(p)
+    try:
+        return str(p.resolve().relative_to(root))
+    except ValueError:
+        raise SublimError(f"{path} is outside the repository {root} (lineage covers its outputs only)") from None
+
+
 def lineage(path: str, root: Path = Path(".")) -> list[dict]:
     """Nodes from ``path`` back to the roots, depth first, each listed once."""
     root = root.resolve()
-    rel = str(Path(path).resolve().relative_to(root)) if Path(path).is_absolute() else str(Path(path))
+    rel = _relative(path, root)
     lock = Lock(root)
     if not (root / rel).exists():
         raise SublimError(f"no such file: {rel}")

@@ -32,14 +32,51 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _pointer(p: Path) -> dict | None:
+    """The manifest of a pointer directory (no weights of its own, a ``model_path`` to follow,
+    as ``models.resolve`` reads it), else None."""
+    if (p / "config.json").exists() or not (p / MANIFEST).is_file():
+        return None
+    try:
+        m = json.loads((p / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return m if isinstance(m, dict) and m.get("model_path") else None
+
+
 def sha256_path(path: str | os.PathLike) -> str:
-    """Hash of a file, or of a directory's files (names and contents, manifest excluded)."""
-    p = Path(path)
+    """Hash of a file, or of a directory's files (names and contents, manifest excluded).
+
+    A pointer directory (a system-prompt or control teacher, an adapter-only LoRA student:
+    a manifest whose ``model_path`` names the weights) also hashes what it points at: the
+    target's own hash, and its manifest's ``system_prompt`` and ``adapter``. Otherwise two
+    teachers of the same reference would hash alike (their directories hold nothing else).
+    """
+    return _sha256_path(Path(path), frozenset())
+
+
+def _sha256_path(p: Path, seen: frozenset[Path]) -> str:
     if p.is_file():
         return sha256_file(p)
     if not p.is_dir():
         raise FileNotFoundError(f"cannot hash missing input: {p}")
     h = hashlib.sha256()
+    if (m := _pointer(p)) is not None:
+        here = p.resolve()
+        if here in seen:
+            raise ValueError(f"model_path pointers form a cycle at {p}")
+        target = p / m["model_path"]  # a relative path is relative to this directory
+        if not target.exists():
+            raise FileNotFoundError(f"cannot hash {p}: its model_path target is missing: {target}")
+        meaning = {
+            "target_sha256": _sha256_path(target, seen | {here}),
+            # absent means "inherited from the target", which the target's hash covers
+            "system_prompt": m.get("system_prompt", {"inherited": True}),
+            "adapter": m.get("adapter"),
+        }
+        # a NUL never occurs in the file names hashed below, so this prefix cannot
+        # collide with the hash of a plain directory
+        h.update(b"\0pointer\0" + json.dumps(meaning, sort_keys=True).encode() + b"\0")
     for f in sorted(x for x in p.rglob("*") if x.is_file() and x.name != MANIFEST):
         h.update(str(f.relative_to(p)).encode())
         h.update(sha256_file(f).encode())
