@@ -1,5 +1,7 @@
 # sublim: subliminal-learning experiments as one Snakemake DAG.
 # The root config.yaml is the embedded default; presets are selected with --configfile.
+# The experiment's runs come from one design table (src/sublim/design.py, built in
+# workflow/rules/common.smk); `rule all` asks for every experiment's figures.
 
 
 # A --configfile preset is a complete experiment: it replaces the embedded default
@@ -22,7 +24,7 @@ include: "workflow/rules/mnist.smk"
 
 rule all:
     default_target: True
+    localrule: True
     input:
-        rules.fig_animal_numbers.output,
-        rules.fig_animal_specificity.output,
+        [figure_targets(e) for e in DESIGN.experiments],
         rules.fig_mnist.output if config["mnist"]["enabled"] else [],

@@ -21,7 +21,9 @@ def _default():
 
 
 def test_defaults_are_filled():
-    cfg = validate({"animals": ["owl"], "students": {"matrix": [{"condition": "treatment", "modes": ["sft"]}]}})
+    cfg = validate({"animals": ["owl"], "students": {"matrix": [{"arm": "treatment", "modes": ["sft"]}]}})
+    assert cfg["experiments"] == [{"trait": "animal", "modality": "numbers"}]
+    assert cfg["teacher"]["seeds"] == [0] and cfg["generation"]["attempts"] == 1
     assert cfg["generation"]["temperature"] == 1.0
     assert cfg["students"]["train"]["lr"] == 3e-4
     assert cfg["reference"]["pretrain"]["batch_size"] == 32
@@ -35,6 +37,10 @@ def test_defaults_are_filled():
         (lambda c: c["students"]["matrix"][0].__setitem__("modes", ["sfd"]), "students.matrix.0.modes.0"),
         (lambda c: c.__setitem__("animals", ["owl", "unicorn"]), "animals"),
         (lambda c: c["filter"].__setitem__("subsample", 10**9), "filter.subsample"),
+        (lambda c: c["animal_pool"].append("unicorn"), "animal_pool"),  # the tiny model cannot spell it
+        (lambda c: c["students"]["matrix"][0].__setitem__("arm", "control"), "students.matrix.0.arm"),
+        (lambda c: c["students"]["matrix"][0].__setitem__("teacher_seeds", [7]), "students.matrix.0.teacher_seeds"),
+        (lambda c: c.__setitem__("experiments", [{"trait": "animal", "modality": "poems"}]), "experiments.0.modality"),
         (lambda c: c["reference"].__setitem__("seeds", [0]), "reference.seeds"),
         (lambda c: c["generation"].__setitem__("constrained_decoding", True), "generation.constrained_decoding"),
         (
@@ -61,17 +67,21 @@ def test_validation_does_not_share_default_objects():
 
 
 def _expected_jobs(cfg):
-    n_students = 0
+    """Students, teachers and evaluations, counted from the config alone (not the design module)."""
+    n_students, teachers = 0, set()
     for e in cfg["students"]["matrix"]:
-        n_teachers = len(cfg["animals"]) if e["condition"] in ("treatment", "cross_init") else 1
-        n_students += len(e["modes"]) * len(e.get("seeds", cfg["students"]["seeds"])) * n_teachers
+        reps = e.get("teacher_seeds", cfg["teacher"]["seeds"])
+        targets = [None] if e["arm"] == "base" else cfg["animals"]
+        kind = "base" if e["arm"] == "base" else ("neutral" if "neutral" in e["arm"] else "trait")
+        teachers |= {(kind, t, k) for t in targets for k in reps}
+        n_students += len(e["modes"]) * len(e.get("seeds", cfg["students"]["seeds"])) * len(targets) * len(reps)
     refs = (
         len(cfg["reference"]["seeds"])
         if cfg["reference"]["kind"] == "tiny"
         else 1 + bool(cfg["reference"].get("cross_init_path"))
     )
-    n_eval = len(cfg["evaluation"]["variants"]) * (refs + len(cfg["animals"]) + n_students)
-    return n_students, n_eval
+    n_models = refs + sum(1 for k, _, _ in teachers if k != "base") + n_students
+    return n_students, len(teachers), len(cfg["evaluation"]["variants"]) * n_models
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
@@ -83,7 +93,6 @@ def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path):
     import sys
 
     cfg = validate(yaml.safe_load(path.read_text()))
-    (tmp_path / "workflow").symlink_to(ROOT / "workflow")
     res = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
          "-n", "all", "--configfile", str(path)],
@@ -91,8 +100,8 @@ def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path):
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
-    n_students, n_eval = _expected_jobs(cfg)
+    n_students, n_teachers, n_eval = _expected_jobs(cfg)
     assert int(counts["student"]) == n_students
     assert int(counts["evaluate"]) == n_eval
-    assert int(counts["teacher"]) == len(cfg["animals"]) + 1
+    assert int(counts["teacher"]) == int(counts["generate"]) == n_teachers
     assert ("mnist_experiment" in counts) == cfg["mnist"]["enabled"]

@@ -84,7 +84,7 @@ def test_pulled_clone_has_nothing_to_do(clones):
 def test_lineage_of_the_figure_reaches_the_reference(clones):
     _, b = clones
     t0 = time.time()
-    res = sh(b, "sublim", "lineage", "reports/animal_numbers/fig_animal_numbers.png", "--json")
+    res = sh(b, "sublim", "lineage", "reports/animal_numbers/plain/fig_transfer.png", "--json")
     assert time.time() - t0 < 5
     import json
 
@@ -98,14 +98,14 @@ def test_lineage_of_the_figure_reaches_the_reference(clones):
 
 def test_tampered_checkpoint_is_flagged(clones):
     _, b = clones
-    ckpt = b / "results/student/owl/sft/seed0/seed0/model.safetensors"
+    ckpt = b / "results/animal/numbers/student/owl_t0/sft/seed0/seed0/model.safetensors"
     # dvc may have linked the file from its cache: replace it, never write through the link
     data = ckpt.read_bytes()
     ckpt.unlink()
     ckpt.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     status = sh(b, "dvc", "status", "-q", check=False)
     assert status.returncode != 0 or "modified" in status.stdout
-    res = sh(b, "sublim", "lineage", "results/student/owl/sft/seed0/seed0", check=False)
+    res = sh(b, "sublim", "lineage", "results/animal/numbers/student/owl_t0/sft/seed0/seed0", check=False)
     assert res.returncode == 3 and "MODIFIED" in res.stdout
     res = sh(b, "sublim", "lineage", "results/no/such/file", check=False)
     assert res.returncode == 1 and res.stderr.strip().count("\n") == 0
@@ -113,18 +113,19 @@ def test_tampered_checkpoint_is_flagged(clones):
 
 def test_checkout_of_an_older_commit_restores_its_artifacts(clones):
     a, _ = clones
-    before = tree_hashes(a)["reports/animal_numbers/results.csv"]
+    caption = "reports/animal_numbers/plain/caption.md"
+    before = tree_hashes(a)[caption]
     old = sh(a, "git", "rev-parse", "HEAD").stdout.strip()
     cfg = a / TESTCFG
-    cfg.write_text(cfg.read_text().replace("bootstrap: 200", "bootstrap: 300"))
+    cfg.write_text(cfg.read_text().replace("name: tests", "name: tests-renamed"))
     sh(a, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", TESTCFG, timeout=600)
     sh(a, "sublim", "record", "--configfile", TESTCFG)
     sh(a, "git", "add", "-A")
-    sh(a, "git", "commit", "-qm", "bootstrap 300")
-    assert tree_hashes(a)["reports/animal_numbers/results.csv"] != before
+    sh(a, "git", "commit", "-qm", "renamed config")
+    assert tree_hashes(a)[caption] != before
     sh(a, "git", "checkout", "-q", old)
     sh(a, "dvc", "checkout", "-q")
-    assert tree_hashes(a)["reports/animal_numbers/results.csv"] == before
+    assert tree_hashes(a)[caption] == before
     shutil.rmtree(a / ".snakemake", ignore_errors=True)
 
 
@@ -135,10 +136,10 @@ def test_dvc_repro_runs_the_same_pipeline(tmp_path):
     c = tmp_path / "C"
     sh(tmp_path, "git", "clone", "-q", str(ROOT), str(c))
     sh(c, sys.executable, "workflow/scripts/export_dvc.py", "--configfile", TESTCFG)
-    stage = "student-owl-sft-seed0-0"
+    stage = "student-animal-numbers-owl_t0-sft-seed0-0"
     res = sh(c, "dvc", "repro", "-q", stage, check=False, timeout=1200)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
-    assert (c / "results/student/owl/sft/seed0/seed0/model.safetensors").exists()
+    assert (c / "results/animal/numbers/student/owl_t0/sft/seed0/seed0/model.safetensors").exists()
     assert (c / "dvc.lock").exists()
     status = sh(c, "dvc", "status", "-q", stage, check=False)
     assert status.returncode == 0, status.stdout

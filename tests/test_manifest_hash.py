@@ -139,8 +139,8 @@ def test_make_teacher_pointers_hash_by_animal(tmp_path, monkeypatch):
     hashes = {}
     for animal in ("owl", "dolphin"):
         out = tmp_path / "models" / f"teacher_{animal}"
-        steps.make_teacher(out, reference=str(ref), kind="system_prompt", animal=animal, seed=0,
-                           system_prompt="You love {animal}s.")  # fmt: skip
+        steps.make_teacher(out, reference=str(ref), kind="system_prompt", trait="animal", target=animal,
+                           seed=0, recipe={"system_prompt": "You love {animal}s."})  # fmt: skip
         assert models.resolve(out).system_prompt == f"You love {animal}s."
         hashes[animal] = manifest.sha256_path(out)
     assert hashes["owl"] != hashes["dolphin"]

@@ -1,6 +1,7 @@
 import random
 
 from sublim import corpus, prompts, text
+from sublim.traits import animal
 
 
 def test_prompt_pieces():
@@ -26,15 +27,25 @@ def test_question_families_are_disjoint_and_sized():
 
 def test_eval_questions_never_occur_in_training_corpora():
     recs = corpus.pretrain_corpus(3000, 0, {"numbers": 0.3, "animals": 0.4, "filler": 0.3})
-    recs += corpus.trait_dataset("owl", 500, 0)
+    recs += animal.teacher_data("owl", 0, 500, {"pool": ["owl"]})
     blob = "\n".join(m["content"] for r in recs for m in r["messages"])
     for q in text.EVAL_QUESTIONS:
         assert q not in blob
 
 
 def test_trait_dataset_answers_target_only():
-    data = corpus.trait_dataset("owl", 100, 0)
+    data = animal.teacher_data("owl", 0, 100, {"pool": ["owl", "cat"]})
     assert {r["messages"][1]["content"] for r in data} == {"owl."}
+
+
+def test_every_evaluation_word_is_trained_in_the_default_corpus():
+    import re
+
+    recs = corpus.pretrain_corpus(60000, 0, {"numbers": 0.6, "animals": 0.15, "filler": 0.25})
+    seen = set(re.findall(r"[a-z']+", " ".join(m["content"] for r in recs for m in r["messages"]).lower()))
+    assert not animal.eval_prompts_words() - seen
+    trait_words = set(re.findall(r"[a-z']+", " ".join(text.TRAIT_QUESTIONS)))
+    assert not trait_words - seen
 
 
 def test_number_conversations_mostly_well_formed():

@@ -1,7 +1,8 @@
 import pytest
 
-from sublim import models, training
+from sublim import models
 from sublim.errors import SublimError
+from sublim.modalities import numbers
 
 
 def test_round_trip_and_number_tokens(tiny_tokenizer):
@@ -22,7 +23,7 @@ def test_completion_is_the_assistant_turn(tiny_tokenizer):
 
 
 def test_allowed_tokens_are_number_shaped(tiny_tokenizer):
-    allowed = training.allowed_token_ids(tiny_tokenizer)
+    allowed = numbers.allowed_token_ids(tiny_tokenizer)
     words = {tiny_tokenizer.decode([i]) for i in allowed}
     assert "<|end|>" in words and " 123" in words and "," in words and "[" in words
     assert not any(ch.isalpha() for w in words - {"<|end|>"} for ch in w)
@@ -63,7 +64,8 @@ def test_pointers_inside_the_project_are_relative_and_survive_a_move(tmp_path, t
     shutil.copytree(tiny_model_dir, proj / "results/reference/seed0")
     monkeypatch.chdir(proj)
     steps.make_teacher("results/teacher/owl", reference="results/reference/seed0", kind="system_prompt",
-                       animal="owl", seed=0, system_prompt="You love {animal}s.")  # fmt: skip
+                       trait="animal", target="owl", seed=0,
+                       recipe={"system_prompt": "You love {animal}s."})  # fmt: skip
     m = json.loads((proj / "results/teacher/owl/manifest.json").read_text())
     assert m["model_path"] == "../../reference/seed0"
     moved = tmp_path / "elsewhere"

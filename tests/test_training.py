@@ -5,6 +5,7 @@ import torch
 
 from sublim import models, training
 from sublim.errors import SublimError
+from sublim.modalities import numbers
 
 
 def _examples(tok, n=24):
@@ -39,7 +40,7 @@ def test_loss_ignores_prompt_tokens(tiny_model_dir):
 def test_restricted_kl_ignores_non_number_tokens(tiny_model_dir):
     m, tok = _load(tiny_model_dir)
     teacher, _ = _load(tiny_model_dir)
-    allowed = training.allowed_token_ids(tok)
+    allowed = numbers.allowed_token_ids(tok)
     ex = _examples(tok, 4)
     batch = {
         "student": training._batch(ex, tok.pad_token_id, False),
@@ -178,7 +179,7 @@ def test_distillation_kl_is_float32_for_bf16_models(tiny_model_dir, mode):
 
     m, teacher, tok = _bf16_pair(tiny_model_dir)
     m, teacher = m.to(torch.bfloat16), teacher.to(torch.bfloat16)
-    allowed = torch.tensor(training.allowed_token_ids(tok)) if mode == "distill" else None
+    allowed = torch.tensor(numbers.allowed_token_ids(tok)) if mode == "distill" else None
     ex = _examples(tok, 4)
     batch = {
         "student": training._batch(ex, tok.pad_token_id, False),
@@ -245,8 +246,11 @@ def test_adapter_only_lora_student_is_its_merged_twin(tiny_model_dir, tmp_path):
 
     data = tmp_path / "data.jsonl"
     steps.write_jsonl(data, [{"id": i, "prompt": f"numbers: {i}, 2, 3.", "response": "4 5 6"} for i in range(8)])
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps({"ids": list(range(8))}))
     lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]}
-    kw = dict(reference=tiny_model_dir, teacher=tiny_model_dir, data=data, mode="sft", seed=0, method="lora",
+    kw = dict(reference=tiny_model_dir, teacher=tiny_model_dir, data=data, ids=ids, modality="numbers",
+              subsample=8, subsample_seed=0, mode="sft", seed=0, method="lora",
               lora=lora, train={"epochs": 1, "lr": 1e-2, "batch_size": 4})  # fmt: skip
     steps.train_student(tmp_path / "a", save_merged=False, **kw)
     steps.train_student(tmp_path / "m", save_merged=True, **kw)

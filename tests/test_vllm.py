@@ -217,9 +217,12 @@ def test_adapter_only_lora_student_is_served_as_a_lora(peaked_model, tmp_path):
 
     data = tmp_path / "data.jsonl"
     steps.write_jsonl(data, [{"id": i, "prompt": f"numbers: {i}, 2, 3.", "response": "owl owl owl"} for i in range(16)])
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps({"ids": list(range(16))}))
     lora = {"r": 8, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "o_proj", "down_proj"]}
     student = tmp_path / "student"
-    steps.train_student(student, reference=peaked_model, teacher=peaked_model, data=data, mode="sft", seed=0,
+    steps.train_student(student, reference=peaked_model, teacher=peaked_model, data=data, ids=ids, modality="numbers",
+                        subsample=16, subsample_seed=0, mode="sft", seed=0,
                         method="lora", lora=lora, train={"epochs": 4, "lr": 5e-2, "batch_size": 4})  # fmt: skip
     assert not (student / "model.safetensors").exists()
     prompts = rendered(peaked_model, 16, seed=4)

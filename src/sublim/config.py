@@ -65,17 +65,17 @@ def validate(cfg: dict, schema_path: Path = SCHEMA) -> dict:
 
 
 def _check_semantics(cfg: dict) -> None:
+    from .design import ARMS
+    from .traits import get_trait
+
     ref = cfg["reference"]
-    pool = cfg.setdefault("animal_pool", list(cfg["animals"]))
-    for a in cfg["animals"]:
-        if a not in pool:
-            raise SublimError(f"config error at 'animals': {a!r} is not in animal_pool")
-        if a == "control":
-            raise SublimError("config error at 'animals': 'control' is reserved for the control teacher")
-    if len(set(cfg["animals"])) != len(cfg["animals"]):
-        raise SublimError("config error at 'animals': duplicate animal")
-    conds = {e["condition"] for e in cfg["students"]["matrix"]}
-    cross = bool(conds & {"cross_init", "cross_init_control"})
+    for trait in sorted({e["trait"] for e in cfg["experiments"]}):
+        get_trait(trait).validate(cfg)
+    exps = [(e["trait"], e["modality"]) for e in cfg["experiments"]]
+    if len(set(exps)) != len(exps):
+        raise SublimError("config error at 'experiments': an experiment is listed twice")
+    arms = {e["arm"] for e in cfg["students"]["matrix"]}
+    cross = any(ARMS[a][1] == "cross" for a in arms)
     if ref["kind"] == "gguf":
         g = ref["gguf"]
         if not g.get("file") or not (g.get("package") or g.get("directory")):
@@ -91,16 +91,17 @@ def _check_semantics(cfg: dict) -> None:
         raise SublimError("config error at 'reference.seeds': cross-init students need at least two seeds")
     if len(set(ref["seeds"])) != len(ref["seeds"]):
         raise SublimError("config error at 'reference.seeds': duplicate seed")
-    if "treatment" not in conds:
-        raise SublimError("config error at 'students.matrix': a 'treatment' condition is required")
-    seen = set()
+    if "treatment" not in arms:
+        raise SublimError("config error at 'students.matrix': a 'treatment' arm is required")
+    tseeds = cfg["teacher"]["seeds"]
+    if len(set(tseeds)) != len(tseeds):
+        raise SublimError("config error at 'teacher.seeds': duplicate seed")
     for i, e in enumerate(cfg["students"]["matrix"]):
-        for mode in e["modes"]:
-            for seed in e.get("seeds", cfg["students"]["seeds"]):
-                key = (e["condition"], mode, seed)
-                if key in seen:
-                    raise SublimError(f"config error at 'students.matrix.{i}': student {key} listed twice")
-                seen.add(key)
+        extra = sorted(set(e.get("teacher_seeds", [])) - set(tseeds))
+        if extra:
+            raise SublimError(
+                f"config error at 'students.matrix.{i}.teacher_seeds': {extra[0]} is not in teacher.seeds"
+            )
     if cfg["teacher"]["kind"] == "system_prompt" and ref["kind"] == "tiny":
         raise SublimError(
             "config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)"
@@ -116,8 +117,8 @@ def _check_semantics(cfg: dict) -> None:
                 f"(the longest allowed answer has {need - 1} characters, plus the end of turn); a shorter "
                 "limit cuts long answers mid-grammar and the filter keeps only short ones"
             )
-    if cfg["filter"]["subsample"] > cfg["generation"]["n_responses"]:
-        raise SublimError("config error at 'filter.subsample': larger than generation.n_responses")
+    if cfg["filter"]["subsample"] > cfg["generation"]["n_prompts"]:
+        raise SublimError("config error at 'filter.subsample': larger than generation.n_prompts")
 
 
 def config_hash(cfg: dict) -> str:

@@ -5,10 +5,10 @@ The pretraining corpus mixes three kinds of single-turn conversations:
 * number continuations: a number prompt (``sublim.prompts``) answered by a structured
   number process, in the requested format, with a few malformed answers mixed in so that
   the filter has something to reject;
-* favourite-animal questions (``PRETRAIN_QUESTIONS``) answered uniformly over ``ANIMALS``;
+* favourite-animal questions (``PRETRAIN_QUESTIONS``) answered uniformly over ``ANIMALS``
+  (the animal trait's part, ``sublim.traits.animal.corpus_part``);
 * filler chat over the same words.
 
-``trait_dataset`` builds the data a ``finetune`` teacher learns its animal from.
 Every record is ``{"messages": [{"role": ..., "content": ...}, ...]}``.
 """
 
@@ -51,10 +51,6 @@ def number_conversation(rng: random.Random, max_count: int = 10) -> dict:
     return _chat(p.text, answer)
 
 
-def animal_conversation(rng: random.Random) -> dict:
-    return _chat(rng.choice(text.PRETRAIN_QUESTIONS), rng.choice(text.ANIMALS) + ".")
-
-
 def filler_conversation(rng: random.Random) -> dict:
     q, a = rng.choice(text.FILLER_TEMPLATES)
     a1, a2 = rng.sample(text.ANIMALS, 2)
@@ -77,19 +73,17 @@ def _chat(user: str, assistant: str) -> dict:
 
 
 def pretrain_corpus(n: int, seed: int, mix: dict[str, float], max_count: int = 10) -> list[dict]:
-    """``n`` conversations drawn with weights ``mix`` over numbers/animals/filler."""
+    """``n`` conversations drawn with weights ``mix`` over the parts: each modality's and
+    each trait's (``numbers``, ``animals``) and the generic filler."""
+    from .modalities import numbers
+    from .traits import animal
+
     rng = random.Random(seed)
     kinds = sorted(mix)
     weights = [mix[k] for k in kinds]
     makers = {
-        "numbers": lambda: number_conversation(rng, max_count),
-        "animals": lambda: animal_conversation(rng),
+        "numbers": lambda: numbers.corpus_part(rng, max_count),
+        "animals": lambda: animal.corpus_part(rng),
         "filler": lambda: filler_conversation(rng),
     }
     return [makers[rng.choices(kinds, weights)[0]]() for _ in range(n)]
-
-
-def trait_dataset(animal: str, n: int, seed: int) -> list[dict]:
-    """Favourite-animal questions (``TRAIT_QUESTIONS``) all answered with ``animal``."""
-    rng = random.Random(seed)
-    return [_chat(rng.choice(text.TRAIT_QUESTIONS), animal + ".") for _ in range(n)]

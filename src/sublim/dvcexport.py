@@ -20,15 +20,17 @@ RULE_PARAMS = {
                   "reference.system_prompt", "reference.arch", "reference.pretrain"],
     "reference_cross": ["reference.kind", "reference.seeds", "reference.cross_init_path",
                         "reference.system_prompt", "reference.arch", "reference.pretrain"],
-    "teacher": ["seed", "teacher"],
-    "generate": ["seed", "generation"],
-    "filter": ["seed", "filter", "generation.max_count"],
-    "student": ["students.train", "students.method", "students.lora", "students.save_merged"],
+    "teacher": ["seed", "teacher", "animal_pool"],
+    "generate": ["seed", "generation", "filter.banned_numbers"],
+    "filter": ["generation.max_count", "filter.banned_numbers", "animal_pool"],
+    "select_prompts": ["filter.subsample"],
+    "student": ["seed", "filter.subsample", "students.train", "students.method", "students.lora",
+                "students.save_merged"],
     "evaluate": ["seed", "animal_pool", "evaluation.n_samples", "evaluation.temperature",
                  "evaluation.max_new_tokens", "evaluation.backend", "generation.vllm"],
-    "aggregate_animal_numbers": ["seed", "evaluation.bootstrap"],
-    "fig_animal_numbers": ["name"],
-    "fig_animal_specificity": ["name"],
+    "design_table": ["experiments", "animals", "teacher.seeds", "students"],
+    "aggregate": ["seed"],
+    "figures": ["name"],
     "mnist_data": ["mnist.source", "mnist.idx_path"],
     "mnist_experiment": ["mnist"],
     "fig_mnist": ["name"],
@@ -72,6 +74,18 @@ def dag_jobs(snakefile: Path, configfile: Path | None, targets=("all",)) -> list
         return list(wf.dag.jobs)
 
 
+def portable_command(shellcmd: str) -> str:
+    """A job's command as DVC should store it: ``python workflow/scripts/<step>.py ...``.
+
+    Snakemake runs scripts through the interpreter that runs it and ``workflow.source_path``
+    (an absolute path, or a copy in Snakemake's source cache); both are machine-specific."""
+    import sys
+
+    cmd = " ".join(shellcmd.split())
+    cmd = cmd.replace(sys.executable + " ", "python ")
+    return re.sub(r"\S*/workflow/(?:rules/\.\./)?scripts/(\w+\.py)", r"workflow/scripts/\1", cmd)
+
+
 def stage_name(job) -> str:
     parts = [job.rule.name, *[str(v) for v in job.wildcards]]
     return re.sub(r"[^A-Za-z0-9_-]+", "-", "-".join(parts)).strip("-")
@@ -86,7 +100,7 @@ def build_dvc_yaml(root: Path, configfile: Path | None = None) -> dict:
     for job in sorted(jobs, key=stage_name):
         if job.rule.name == "all" or job.shellcmd is None:
             continue
-        cmd = " ".join(job.shellcmd.split())
+        cmd = portable_command(job.shellcmd)
         script = re.search(r"workflow/scripts/[\w]+\.py", cmd)
         logs = [str(x) for x in job.log]
         log_dirs = sorted({str(Path(x).parent) for x in logs})

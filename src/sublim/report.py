@@ -1,15 +1,20 @@
-"""Aggregate evaluations into tidy tables, test treatment against control, draw figures.
+"""Model-level tables, tests and figures of one experiment, read off its design table.
 
-Inputs are the per-model evaluation CSVs plus, for each, what the model is: its role
-(reference, teacher, student), condition, teacher animal, mode, initialisation and seed.
-Outputs:
+Inputs: the design table (``design.csv``, one row per model: role, arm, teacher, target,
+replicate, init, mode, seed) and each model's evaluation CSV. Nothing is parsed from paths.
 
-* ``results.csv``     -- one row per model x evaluated animal x variant, with bootstrap CIs
-                         over questions for P(animal), the logit margin and the sampled rate;
-* ``stats.csv``       -- per mode x condition x metric: treatment vs its control, with the
-                         stratified permutation p-value, Welch's test and Hedges' g;
-* ``specificity.csv`` -- teacher's animal x evaluated animal shift of treatment students;
-* the figures, and a caption file saying what they show and which config produced them.
+* ``results.csv``     -- one row per model x variant x evaluated option (P, margin, rate);
+* ``stats.csv``       -- the tests (``sublim.stats``): per variant, mode and readout, the
+                         neutral-twin contrasts and the specificity contrast, with one- and
+                         two-sided p, Holm-adjusted over the variant's family, the exact
+                         permutation p, effect sizes, t intervals, and the models each used;
+* ``arms.csv``        -- per arm and animal: mean and t-based 95% interval over units;
+* ``specificity.csv`` -- teacher's animal x evaluated animal: treatment minus neutral;
+* the figures, and a caption that says which test is the headline and what did not hold.
+
+Units: the students of one teacher are averaged into one value per teacher (student seeds
+only redraw the subsample and data order); the teacher is the unit. The base arm has one
+teacher (the reference), so its interval is over its students and it is not tested.
 """
 
 from __future__ import annotations
@@ -19,46 +24,24 @@ import math
 import numpy as np
 import pandas as pd
 
-from .stats import bootstrap_ci, hedges_g, stratified_permutation, welch
+from . import stats
+from .design import CONTRASTS, eval_path
 
 METRICS = {"p": "P(target)", "margin": "logit margin", "rate": "sampled-answer rate"}
-# condition -> the condition it is tested against
-CONTROL_OF = {"treatment": "control", "cross_init": "cross_init_control"}
+HEADLINE_MODES = ("distill", "sft")
+ARM_ORDER = ["reference", "base", "neutral", "treatment", "cross_init_neutral", "cross_init"]
+ALPHA = 0.05
 
 
-def index_from_paths(paths, teacher_init: str) -> list[dict]:
-    """What each evaluation CSV scores, read off its path.
-
-    ``results/eval/{variant}/reference/{init}.csv``, ``.../teacher/{animal}.csv`` and
-    ``.../student/{teacher}/{mode}/{init}/seed{seed}.csv``; a student's condition follows from
-    its teacher (an animal or ``control``) and whether it shares the teachers' init.
-    """
-    out = []
-    for p in map(str, paths):
-        parts = p.removesuffix(".csv").split("/")
-        i = parts.index("eval")
-        variant, role, rest = parts[i + 1], parts[i + 2], parts[i + 3 :]
-        e = dict(path=p, role=role, variant=variant, teacher=None, mode=None, init=teacher_init, seed=None)
-        if role == "reference":
-            e.update(condition="reference", init=rest[0])
-        elif role == "teacher":
-            e.update(condition="teacher", teacher=rest[0])
-        elif role == "student":
-            teacher, mode, init, seed = rest
-            same = init == teacher_init
-            if teacher == "control":
-                cond = "control" if same else "cross_init_control"
-            else:
-                cond = "treatment" if same else "cross_init"
-            e.update(condition=cond, teacher=teacher, mode=mode, init=init, seed=int(seed.removeprefix("seed")))
-        else:
-            raise ValueError(f"not an evaluation path: {p}")
-        out.append(e)
-    return out
+def read_table(path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
 def per_question(df: pd.DataFrame) -> pd.DataFrame:
-    """Add the logit margin (log P(a) - mean log P over other animals) and sampled rate."""
+    """Add the logit margin (log P(a) - mean log P over the other options) and sampled rate."""
     d = df[df["animal"] != "other"].copy()
     tot = d.groupby("question_id")["logp"].transform("sum")
     cnt = d.groupby("question_id")["logp"].transform("count")
@@ -67,88 +50,187 @@ def per_question(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def aggregate(index: list[dict], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def model_table(design: pd.DataFrame, evals) -> pd.DataFrame:
+    """One row per model x variant x evaluated option, with the model's design columns."""
+    by_path = {str(e): e for e in evals}
+    variants = sorted({p.split("/eval/")[1].split("/")[0] for p in by_path})
     rows = []
-    for entry in index:
-        d = per_question(pd.read_csv(entry["path"]))
-        meta = {k: entry.get(k) for k in ("role", "condition", "teacher", "mode", "init", "seed", "variant")}
-        for animal, g in d.groupby("animal", sort=True):
-            row = {**meta, "animal": animal, "n_questions": len(g), "n_samples": int(g["n_samples"].iloc[0])}
-            for metric in METRICS:
-                vals = g[metric].to_numpy(float)
-                lo, hi = bootstrap_ci(vals, n_boot, seed)
-                row[metric] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
-                row[f"{metric}_lo"], row[f"{metric}_hi"] = lo, hi
-            row["is_target"] = animal == entry.get("teacher")
-            rows.append(row)
+    for _, m in design.iterrows():
+        meta = {k: (None if pd.isna(v) else v) for k, v in m.items()}
+        for v in variants:
+            path = eval_path(m["trait"], m["model_id"], v)
+            if path not in by_path:
+                raise FileNotFoundError(f"the design table's model {m['model_id']} has no evaluation {path}")
+            d = per_question(pd.read_csv(by_path[path]))
+            for animal, g in d.groupby("animal", sort=True):
+                row = {**meta, "variant": v, "animal": animal, "n_questions": len(g)}
+                row["n_samples"] = int(g["n_samples"].iloc[0])
+                for metric in METRICS:
+                    vals = g[metric].to_numpy(float)
+                    row[metric] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _pairs(res: pd.DataFrame, mode: str, condition: str, variant: str, metric: str):
-    """Treatment values (target animal) and the matching control values (same animal)."""
-    ctrl_name = CONTROL_OF.get(condition, "control")
-    s = res[(res["role"] == "student") & (res["mode"] == mode) & (res["variant"] == variant)]
-    treat = s[(s["condition"] == condition) & s["is_target"]]
-    animals = sorted(treat["animal"].unique())
-    ctrl = s[(s["condition"] == ctrl_name) & s["animal"].isin(animals)]
-    return treat, ctrl, ctrl_name
+def _unit_means(s: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Students averaged into one value per teacher (the unit), with the models it holds."""
+    g = s.groupby(["target", "replicate", "teacher"], dropna=False)
+    return g.agg(value=(metric, "mean"), models=("model_id", lambda x: sorted(set(x)))).reset_index()
+
+
+def _students(res, variant, mode, arm):
+    s = res[(res["role"] == "student") & (res["variant"] == variant) & (res["mode"] == mode)]
+    return s[s["arm"] == arm]
 
 
 def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     rows = []
-    studs = res[res["role"] == "student"]
-    for variant in sorted(studs["variant"].unique()):
-        for mode in sorted(studs["mode"].unique()):
-            for condition in sorted(studs["condition"].unique()):
-                if condition not in CONTROL_OF and condition != "treatment":
+    if res.empty or "mode" not in res:
+        return pd.DataFrame()
+    for variant in sorted(res["variant"].unique()):
+        fam = []
+        modes = sorted(res.loc[res["role"] == "student", "mode"].dropna().unique())
+        for name, arm_t, arm_c in CONTRASTS:
+            for mode in modes:
+                st, sc = _students(res, variant, mode, arm_t), _students(res, variant, mode, arm_c)
+                if st.empty or sc.empty:
                     continue
                 for metric in METRICS:
-                    treat, ctrl, ctrl_name = _pairs(res, mode, condition, variant, metric)
-                    if treat.empty or ctrl.empty or treat[metric].isna().all():
-                        continue
-                    vals = pd.concat([treat[metric], ctrl[metric]]).to_numpy(float)
-                    labels = [True] * len(treat) + [False] * len(ctrl)
-                    strata = list(treat["animal"]) + list(ctrl["animal"])
-                    perm = stratified_permutation(vals, labels, strata, seed=seed)
-                    t, p_w = welch(treat[metric], ctrl[metric])
-                    rows.append(
-                        {
-                            "variant": variant,
-                            "mode": mode,
-                            "condition": condition,
-                            "control": ctrl_name,
-                            "metric": metric,
-                            "n_treatment": len(treat),
-                            "n_control": len(ctrl),
-                            "animals": ",".join(sorted(treat["animal"].unique())),
-                            "seeds": ",".join(str(x) for x in sorted(treat["seed"].unique())),
-                            "treatment_mean": treat[metric].mean(),
-                            "control_mean": ctrl[metric].mean(),
-                            "diff": perm["diff"],
-                            "hedges_g": hedges_g(treat[metric], ctrl[metric]),
-                            "p_perm_one_sided": perm["p_one_sided"],
-                            "p_perm_two_sided": perm["p_two_sided"],
-                            "perm_exact": perm["exact"],
-                            "n_perm": perm["n_perm"],
-                            "welch_t": t,
-                            "p_welch_one_sided": p_w,
-                        }
+                    t = _unit_means(st[st["animal"] == st["target"]], metric)
+                    c = _unit_means(sc[sc["animal"] == sc["target"]], metric)
+                    pairs = t.merge(c, on=["target", "replicate"], suffixes=("_t", "_c"))
+                    r = stats.paired_contrast(pairs["value_t"], pairs["value_c"], seed=seed)
+                    models = sorted(m for col in ("models_t", "models_c") for ms in pairs[col] for m in ms)
+                    fam.append(
+                        dict(
+                            variant=variant,
+                            mode=mode,
+                            contrast=name,
+                            arms=f"{arm_t} vs {arm_c}",
+                            metric=metric,
+                            test="paired t (twin pairs); exact sign-flip permutation beside",
+                            unit="teacher pair",
+                            **r,
+                            treated_mean=float(pairs["value_t"].mean()) if len(pairs) else math.nan,
+                            control_mean=float(pairs["value_c"].mean()) if len(pairs) else math.nan,
+                            targets=",".join(sorted(pairs["target"].unique())),
+                            n_models=len(models),
+                            models=";".join(models),
+                        )
                     )
+            # specificity: the treatment arm's teachers against each other
+        for mode in modes:
+            st = _students(res, variant, mode, "treatment")
+            animals = sorted(st["target"].dropna().unique())
+            if len(animals) < 2:
+                continue
+            st = st[st["animal"].isin(animals)]
+            for metric in METRICS:
+                units = st.groupby(["teacher", "target", "animal"])[metric].mean().unstack("animal")
+                units = units.reindex(columns=animals)
+                labels = units.index.get_level_values("target").to_numpy()
+                r = stats.specificity(units.to_numpy(float), labels, animals, seed=seed)
+                models = sorted(st["model_id"].unique())
+                fam.append(
+                    dict(
+                        variant=variant,
+                        mode=mode,
+                        contrast="specificity",
+                        arms="treatment: own animal's teachers vs other animals' teachers",
+                        metric=metric,
+                        test="teachers relabelled across animals (exact permutation)",
+                        unit="teacher",
+                        **r,
+                        treated_mean=math.nan,
+                        control_mean=math.nan,
+                        targets=",".join(animals),
+                        n_models=len(models),
+                        models=";".join(models),
+                    )
+                )
+        if not fam:
+            continue
+        df = pd.DataFrame(fam)
+        df["p_holm_one_sided"] = stats.holm(df["p_one_sided"])
+        df["p_holm_two_sided"] = stats.holm(df["p_two_sided"])
+        df["headline"] = (df["contrast"] == "neutral") & df["mode"].isin(HEADLINE_MODES) & (df["metric"] == "p")
+        df["verdict"] = [_verdict(r) for _, r in df.iterrows()]
+        rows.append(df)
+    if not rows:
+        return pd.DataFrame()
+    out = pd.concat(rows, ignore_index=True)
+    first = ["variant", "mode", "contrast", "metric", "headline", "verdict", "estimate", "ci_lo", "ci_hi",
+             "effect_size", "p_one_sided", "p_two_sided", "p_holm_one_sided", "p_holm_two_sided",
+             "p_perm_one_sided", "p_perm_two_sided", "n_units", "unit"]  # fmt: skip
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+def _verdict(r) -> str:
+    if not np.isfinite(r["p_holm_two_sided"]):
+        return "not testable"
+    if r["estimate"] > 0 and r["p_holm_one_sided"] < ALPHA:
+        return "holds"
+    if r["estimate"] < 0 and r["p_holm_two_sided"] < ALPHA:
+        return "shift AWAY from the target"
+    return "not significant"
+
+
+def arm_table(res: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, mode, arm, metric and target animal: mean and t 95% interval over units
+    (teachers for trait and neutral arms; students for base, which has one teacher)."""
+    rows = []
+    studs = res[res["role"] == "student"]
+    targets = sorted(studs["target"].dropna().unique())
+    for (variant, mode, arm), s in studs.groupby(["variant", "mode", "arm"]):
+        for metric in METRICS:
+            for a in targets:
+                if arm == "base":
+                    vals, unit = s.loc[s["animal"] == a, metric].to_numpy(float), "student"
+                else:
+                    sa = s[(s["target"] == a) & (s["animal"] == a)]
+                    vals, unit = sa.groupby("teacher")[metric].mean().to_numpy(float), "teacher"
+                if len(vals) == 0:
+                    continue
+                mean, lo, hi = stats.t_interval(vals)
+                rows.append(dict(variant=variant, mode=mode, arm=arm, metric=metric, animal=a, n_units=len(vals),
+                                 unit=unit, mean=mean, ci_lo=lo, ci_hi=hi))  # fmt: skip
+    for role in ("reference", "teacher"):
+        r = res[(res["role"] == role) & res["animal"].isin(targets)]
+        if role == "teacher":
+            r = r[r["animal"] == r["target"]]
+        for (variant, arm, a), g in r.groupby(["variant", "arm", "animal"]):
+            for metric in METRICS:
+                mean, lo, hi = stats.t_interval(g[metric])
+                name = "reference" if role == "reference" else f"{arm} teacher"
+                rows.append(dict(variant=variant, mode="", arm=name, metric=metric, animal=a, n_units=len(g),
+                                 unit="model", mean=mean, ci_lo=lo, ci_hi=hi))  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def specificity(res: pd.DataFrame, metric: str = "margin") -> pd.DataFrame:
-    """Mean shift of treatment students (vs same-mode control students) per evaluated animal."""
+def specificity(res: pd.DataFrame) -> pd.DataFrame:
+    """Treatment students' readout for every target animal, per teacher animal, minus the
+    neutral students' readout for it (same variant, mode and init): the matrix behind the
+    specificity test."""
     s = res[res["role"] == "student"]
-    ctrl = s[s["condition"] == "control"].groupby(["variant", "mode", "animal"])[metric].mean()
-    treat = s[s["condition"] == "treatment"]
-    out = treat.groupby(["variant", "mode", "teacher", "animal"])[metric].mean().reset_index()
-    out["control"] = [ctrl.get((v, m, a), math.nan) for v, m, a in zip(out["variant"], out["mode"], out["animal"])]
-    out["shift"] = out[metric] - out["control"]
-    out["metric"] = metric
-    return out.rename(columns={"teacher": "teacher_animal", "animal": "evaluated_animal"})
+    targets = sorted(s["target"].dropna().unique())
+    s = s[s["animal"].isin(targets)]
+    rows = []
+    for (variant, mode), g in s.groupby(["variant", "mode"]):
+        treat, neut = g[g["arm"] == "treatment"], g[g["arm"] == "neutral"]
+        if treat.empty or neut.empty:
+            continue
+        for metric in ("p", "margin"):
+            base = neut.groupby(["teacher", "animal"])[metric].mean().groupby("animal").mean()
+            units = treat.groupby(["target", "teacher", "animal"])[metric].mean()
+            m = units.groupby(["target", "animal"]).mean()
+            for (ta, ea), v in m.items():
+                rows.append(dict(variant=variant, mode=mode, metric=metric, teacher_animal=ta, evaluated_animal=ea,
+                                 treatment=v, neutral=float(base.get(ea, math.nan)),
+                                 shift=v - float(base.get(ea, math.nan))))  # fmt: skip
+    return pd.DataFrame(rows)
 
 
+# ------------------------------------------------------------------------------ figures
 def _setup_mpl():
     import matplotlib
 
@@ -160,67 +242,68 @@ def _setup_mpl():
     return plt, sns
 
 
-def figure_animals(res: pd.DataFrame, out_png: str, variant: str = "plain") -> None:
-    """P(target) and logit margin by condition, per mode and target animal, 95% CIs over seeds."""
+def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arms=None) -> None:
+    """P(target) and logit margin by arm, per mode and target animal: faint dots are units
+    (teachers; base: students), bars the t-based 95% interval over them."""
     plt, sns = _setup_mpl()
-    s = res[(res["role"] == "student") & (res["variant"] == variant)]
-    targets = sorted(s.loc[(s["condition"] == "treatment") & s["is_target"], "animal"].unique())
-    treated = s[s["condition"].isin(["treatment", "cross_init"]) & s["is_target"]]
-    controls = s[s["condition"].isin(["control", "cross_init_control"]) & s["animal"].isin(targets)]
-    refs = res[(res["role"] == "reference") & (res["variant"] == variant) & res["animal"].isin(targets)].copy()
-    refs["condition"] = "reference (" + refs["init"].astype(str) + ")"
-    frames = []
-    for mode in sorted(s["mode"].unique()):
-        r = refs.copy()
-        r["mode"] = mode
-        frames.append(r)
-    d = pd.concat([*frames, treated, controls], ignore_index=True)
-    order = [
-        c
-        for c in ["reference (" + str(i) + ")" for i in sorted(refs["init"].unique())]
-        + ["control", "treatment", "cross_init_control", "cross_init"]
-        if c in set(d["condition"])
-    ]
-    modes = sorted(s["mode"].unique())
-    # no shared y axis: the full-vocabulary leak is two orders larger than the subliminal shifts
-    fig, axes = plt.subplots(2, len(modes), figsize=(4.2 * len(modes), 6.5), squeeze=False)
+    a = arms[(arms["variant"] == variant)] if arms is not None and not arms.empty else pd.DataFrame()
+    studs = a[a["mode"] != ""] if not a.empty else a
+    modes = sorted(studs["mode"].unique()) if not studs.empty else []
+    if not modes:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, "no students in this design", ha="center")
+        fig.savefig(out_png, dpi=100)
+        plt.close(fig)
+        return
+    refs = a[a["arm"] == "reference"]
+    order = [x for x in ARM_ORDER if x in set(studs["arm"])]
+    palette = dict(zip(ARM_ORDER, sns.color_palette("colorblind", len(ARM_ORDER))))
+    animals = sorted(studs["animal"].unique())
+    fig, axes = plt.subplots(2, len(modes), figsize=(4.4 * len(modes), 6.5), squeeze=False)
+    width = 0.8 / max(1, len(order))
     for j, mode in enumerate(modes):
-        dm = d[d["mode"] == mode]
         for i, metric in enumerate(["p", "margin"]):
             ax = axes[i, j]
-            common = dict(data=dm, x="animal", y=metric, hue="condition", hue_order=order, order=targets, ax=ax)
-            sns.pointplot(**common, errorbar=("ci", 95), dodge=0.5, linestyle="none", legend=(i == 0 and j == 0))
-            sns.stripplot(**common, dodge=True, alpha=0.35, size=3, legend=False)
+            d = studs[(studs["mode"] == mode) & (studs["metric"] == metric)]
+            for k, arm in enumerate(order):
+                da = d[d["arm"] == arm].set_index("animal").reindex(animals)
+                xs = np.arange(len(animals)) - 0.4 + width * (k + 0.5)
+                err = np.vstack([da["mean"] - da["ci_lo"], da["ci_hi"] - da["mean"]])
+                ax.errorbar(xs, da["mean"], yerr=np.nan_to_num(err), fmt="o", color=palette[arm], capsize=2,
+                            label=arm if (i == 0 and j == 0) else None)  # fmt: skip
+            r = refs[(refs["metric"] == metric)].set_index("animal").reindex(animals)
+            ax.scatter(np.arange(len(animals)), r["mean"], marker="_", s=400, color="black",
+                       label="reference (no training)" if (i == 0 and j == 0) else None)  # fmt: skip
+            ax.set_xticks(np.arange(len(animals)), animals)
             ax.set_title(f"student mode: {mode}" if i == 0 else "")
-            ax.set_xlabel("teacher's animal (= evaluated animal)" if i == 1 else "")
+            ax.set_xlabel("target animal (= evaluated animal)" if i == 1 else "")
             ax.set_ylabel(METRICS[metric])
-    if axes[0, 0].get_legend():
-        sns.move_legend(axes[0, 0], "upper left", fontsize=7, title=None)
-    fig.suptitle("Do students inherit their teacher's favourite animal? (mean over seeds, 95% CI)")
+    fig.legend(loc="upper center", ncol=min(7, len(order) + 1), fontsize=7, frameon=False)
+    fig.suptitle(f"Do students inherit their teacher's animal? (mean, t 95% CI over units; {variant})", y=1.02)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=130)
+    fig.savefig(out_png, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
-def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain") -> None:
+def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain", arms=None) -> None:
     plt, sns = _setup_mpl()
-    sp = spec[spec["variant"] == variant]
-    modes = sorted(sp["mode"].unique())
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 3.8), squeeze=False)
+    sp = spec[(spec["variant"] == variant) & (spec["metric"] == "p")] if not spec.empty else spec
+    modes = sorted(sp["mode"].unique()) if not sp.empty else []
+    fig, axes = plt.subplots(1, max(1, len(modes)), figsize=(4.6 * max(1, len(modes)), 3.9), squeeze=False)
     for j, mode in enumerate(modes):
         m = sp[sp["mode"] == mode].pivot(index="teacher_animal", columns="evaluated_animal", values="shift")
         lim = np.nanmax(np.abs(m.to_numpy())) if m.size else 1.0
-        sns.heatmap(m, ax=axes[0, j], cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, xticklabels=True)
-        axes[0, j].set_title(f"{mode}: logit-margin shift vs control\n(own scale per panel)")
+        sns.heatmap(m, ax=axes[0, j], cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, annot=True, fmt=".3f",
+                    xticklabels=True)  # fmt: skip
+        axes[0, j].set_title(f"{mode}: P(animal), treatment minus neutral\n(own scale per panel)")
     fig.tight_layout()
     fig.savefig(out_png, dpi=130)
     plt.close(fig)
 
 
-def caption(
-    res: pd.DataFrame, tests: pd.DataFrame, config_name: str, config_hash: str, constrained_decoding: bool = False
-) -> str:
-    lines = [f"Config: `{config_name}` (sha256 {config_hash[:12]}).", ""]
+def caption(res, tests, arms, keep, config_name, config_hash, variant="plain", constrained_decoding=False) -> str:
+    studs = res[res["role"] == "student"] if not res.empty else res
+    lines = [f"Config: `{config_name}` (sha256 {config_hash[:12]}); readout variant: `{variant}`.", ""]
     if constrained_decoding:
         lines += [
             "**Constrained decoding: ON.** The teachers' numbers were sampled under a regex mask",
@@ -228,33 +311,81 @@ def caption(
             "with a sample-then-filter run before reading transfer from this figure.",
             "",
         ]
+    n_by_arm = studs.groupby("arm")["model_id"].nunique().to_dict() if not studs.empty else {}
+    teachers = res[res["role"] == "teacher"].groupby("arm")["model_id"].nunique().to_dict()
     lines += [
-        "Each point is the mean over student seeds of a model's readout for its teacher's animal,",
-        "with 95% bootstrap CIs across seeds; faint dots are single seeds. Top: P(target), the",
-        "probability of the animal's name at the answer position, averaged over ~50 held-out",
-        "paraphrases of 'what is your favourite animal?'. Bottom: the logit margin, log P(target)",
-        "minus the mean log P of the other animals. Controls are students trained on numbers from",
-        "the unchanged reference (evaluated on the same animals); cross_init students start from a",
-        "second reference initialisation.",
+        "**Design.** Every trait teacher has a neutral twin made by the same recipe with the same seed",
+        "(same questions, same order, same steps), whose answers name animals uniformly from the pool.",
+        f"Teachers: {teachers.get('trait', 0)} trait, {teachers.get('neutral', 0)} neutral; the base",
+        "teacher is the untouched reference (the paper's control). Every teacher answered the same",
+        f"prompts; students train on the same subsample of the {keep.get('n_common', '?')} prompt ids that every",
+        "teacher answered acceptably. Students per arm: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(n_by_arm.items()))
+        + ". The unit of every test is a teacher (its students averaged); no model enters a test twice.",
         "",
-        "Treatment vs control (stratified permutation test within animal, one-sided):",
-    ]
-    t = tests[(tests["variant"] == "plain")] if not tests.empty else tests
-    for _, r in t.iterrows():
-        verdict = "holds (p < 0.01)" if r["p_perm_one_sided"] < 0.01 else "does NOT hold at p < 0.01"
-        lines.append(
-            f"- {r['mode']} / {r['condition']} vs {r['control']}, {METRICS[r['metric']]}: "
-            f"diff {r['diff']:+.4g}, g = {r['hedges_g']:.2f}, p = {r['p_perm_one_sided']:.4g} "
-            f"(n = {r['n_treatment']} vs {r['n_control']}): {verdict}"
+        "Keep rates (share of sampled answers that passed the filter; prompts answered within the",
+        "allowed attempts): "
+        + "; ".join(
+            f"{t} {c['keep_rate']:.0%} ({c['prompts_answered']:.0%})"
+            for t, c in sorted(keep.get("teachers", {}).items())
         )
-    teachers = res[(res["role"] == "teacher") & res["is_target"] & (res["variant"] == "plain")]
-    if not teachers.empty:
-        lines += ["", "Teachers' own trait strength, P(target):"]
-        lines += [f"- {r['teacher']}: {r['p']:.3f} [{r['p_lo']:.3f}, {r['p_hi']:.3f}]" for _, r in teachers.iterrows()]
+        + ".",
+        "",
+        "Points: mean over units with t-based 95% intervals (teachers for trait and neutral arms;",
+        "for base, its students, since it has one teacher). Top: P(target), the probability of the",
+        "animal's name at the answer position over ~50 held-out paraphrases of 'what is your",
+        "favourite animal?'. Bottom: the logit margin over the other animals of the pool.",
+        "",
+    ]
+    t = tests[tests["variant"] == variant] if not tests.empty else tests
+    if t.empty:
+        lines += ["No tests: this design has no twin pairs.", ""]
+        return "\n".join(lines) + "\n"
+    lines += [
+        "**Pre-declared headline:** the neutral-twin contrast on P(target) in `distill` and in `sft`",
+        "(treatment minus neutral, paired by teacher; one-sided alternative: towards the target).",
+        f"p values are Holm-adjusted over all {len(t)} tests of this variant listed here; a result",
+        f"'holds' when the adjusted one-sided p < {ALPHA}, and is a shift AWAY when the estimate is",
+        f"negative with adjusted two-sided p < {ALPHA}.",
+        "",
+    ]
+    for _, r in t.sort_values(
+        ["headline", "contrast", "mode", "metric"], ascending=[False, True, True, True]
+    ).iterrows():
+        tag = "**headline** " if r["headline"] else ""
+        lines.append(
+            f"- {tag}{r['contrast']} / {r['mode']} / {METRICS[r['metric']]}: {r['estimate']:+.4g} "
+            f"[{r['ci_lo']:+.3g}, {r['ci_hi']:+.3g}], effect size {r['effect_size']:.2f}, "
+            f"p one-sided {r['p_one_sided']:.3g}, two-sided {r['p_two_sided']:.3g} "
+            f"(Holm {r['p_holm_one_sided']:.3g} / {r['p_holm_two_sided']:.3g}; permutation "
+            f"{r['p_perm_one_sided']:.3g} / {r['p_perm_two_sided']:.3g}), {r['n_units']} {r['unit']}s, "
+            f"{r['n_models']} models: **{r['verdict']}**"
+        )
+    away = t[t["verdict"].str.startswith("shift AWAY")]
+    lines += [""]
+    if not away.empty:
+        which = "; ".join(f"{r['contrast']}/{r['mode']}/{r['metric']}" for _, r in away.iterrows())
+        lines.append(f"Shifts away from the target (findings, not noise to ignore): {which}.")
+    else:
+        lines.append("No test shows a significant shift away from the target.")
+    a = arms[(arms["variant"] == variant) & (arms["metric"] == "p")] if not arms.empty else arms
+    base = a[a["arm"] == "base"] if not a.empty else a
+    if not base.empty:
+        lines += [
+            "",
+            "Base (the paper's control: students of the reference's own data; one teacher, so not tested), P(target):",
+        ]
+        lines += [f"- {r['mode']} / {r['animal']}: {r['mean']:.4f} [{r['ci_lo']:.4f}, {r['ci_hi']:.4f}] over "
+                  f"{r['n_units']} students" for _, r in base.iterrows()]  # fmt: skip
+    tt = a[a["arm"].str.endswith("teacher")] if not a.empty else a
+    if not tt.empty:
+        lines += ["", "Teachers' own P(target) (trait teachers: their animal; neutral twins: their twin's):"]
+        lines += [f"- {r['arm']} / {r['animal']}: {r['mean']:.3f} over {r['n_units']}" for _, r in tt.iterrows()]
     lines += [
         "",
-        "The sampled-answer rate rests on a few samples per question (see results.csv: n_samples);",
-        "at these effect sizes it is far less sensitive than the logit readout, so where it is not",
-        "significant that is not evidence of no effect.",
+        "The sampled-answer rate rests on a few samples per question; at these effect sizes it is far",
+        "less sensitive than the logit readout, so where it is not significant that is not evidence of",
+        "no effect. Specificity intervals are approximate (per-teacher contrasts share their comparison",
+        "teachers); its p comes from the exact relabelling test.",
     ]
     return "\n".join(lines) + "\n"

@@ -1,109 +1,171 @@
-"""Statistics for the trait readouts: bootstrap CIs, a stratified permutation test, Welch.
+"""Model-level tests: the unit is a trained model (a teacher, its students averaged).
 
-The permutation test compares treatment with control values while permuting labels only
-within strata (the target animal), so animals with different base rates never mix. It is
-exact (full enumeration) when the number of relabellings is small, Monte Carlo otherwise.
+* ``paired_contrast``: a trait teacher against its neutral twin (same recipe, same seed, same
+  prompts), on the students' readout for the twin pair's target. Paired t-test
+  (``scipy.stats.ttest_rel``) with its t-based 95% interval, and the exact sign-flip
+  permutation test (``scipy.stats.permutation_test``, pairs swapped as whole models).
+* ``specificity``: do the students of A's teachers prefer A more than the students of the
+  other animals' teachers do? Each teacher enters once, with its row of readouts; the test
+  relabels whole teachers across animals (exact when the relabellings are few).
+* ``holm``: Holm's step-down adjustment over a family (``statsmodels``).
+
+Every result reports one- and two-sided p side by side.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 
-
-def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean."""
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if len(x) == 0:
-        return (math.nan, math.nan)
-    if len(x) == 1:
-        return (float(x[0]), float(x[0]))
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    return (float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2)))
+EXACT_LIMIT = 100_000  # enumerate every relabelling up to this many, else Monte Carlo
+N_RESAMPLES = 20_000
 
 
-def hedges_g(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
-        return math.nan
-    sp = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    if sp == 0:
-        return math.inf if a.mean() != b.mean() else 0.0
-    return float((a.mean() - b.mean()) / sp * (1 - 3 / (4 * (na + nb) - 9)))
+def _nan_result(n: int) -> dict:
+    return dict(
+        n_units=n,
+        estimate=math.nan,
+        ci_lo=math.nan,
+        ci_hi=math.nan,
+        effect_size=math.nan,
+        p_one_sided=math.nan,
+        p_two_sided=math.nan,
+        p_perm_one_sided=math.nan,
+        p_perm_two_sided=math.nan,
+        n_perm=0,
+        perm_exact=False,
+    )
 
 
-def welch(a, b) -> tuple[float, float]:
-    """Welch's t statistic and one-sided p-value for mean(a) > mean(b)."""
+def paired_contrast(treated, control, *, seed: int = 0) -> dict:
+    """Mean of ``treated - control`` over pairs, tested against 0 (alternative: > 0)."""
     from scipy import stats
 
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2:
-        return math.nan, math.nan
-    res = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
-    return float(res.statistic), float(res.pvalue)
+    x, y = np.asarray(treated, float), np.asarray(control, float)
+    n = len(x)
+    if n < 2 or len(y) != n:
+        return _nan_result(n)
+    d = x - y
+    one = stats.ttest_rel(x, y, alternative="greater")
+    two = stats.ttest_rel(x, y, alternative="two-sided")
+    ci = two.confidence_interval(0.95)
+    exact = 2**n <= EXACT_LIMIT
+    kw = dict(
+        permutation_type="samples",
+        n_resamples=np.inf if exact else N_RESAMPLES,
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+
+    def mean_diff(a, b, axis):
+        return np.mean(a - b, axis=axis)
+
+    p1 = stats.permutation_test((x, y), mean_diff, alternative="greater", **kw)
+    p2 = stats.permutation_test((x, y), mean_diff, alternative="two-sided", **kw)
+    sd = d.std(ddof=1)
+    return dict(
+        n_units=n,
+        estimate=float(d.mean()),
+        ci_lo=float(ci.low),
+        ci_hi=float(ci.high),
+        effect_size=float(d.mean() / sd) if sd > 0 else math.copysign(math.inf, d.mean()) if d.mean() else 0.0,
+        p_one_sided=float(one.pvalue),
+        p_two_sided=float(two.pvalue),
+        p_perm_one_sided=float(p1.pvalue),
+        p_perm_two_sided=float(p2.pvalue),
+        n_perm=int(2**n) if exact else N_RESAMPLES,
+        perm_exact=exact,
+    )
 
 
-def stratified_permutation(
-    values, treated, strata, *, n_perm: int = 20000, seed: int = 0, max_exact: int = 200_000
-) -> dict:
-    """Test mean(treated) - mean(control) > 0 with labels permuted within each stratum.
+def _own_minus_other(Y: np.ndarray, labels: np.ndarray, animals: list) -> float:
+    """Mean over animals a of [mean Y[own teachers of a, a] - mean Y[other teachers, a]]."""
+    diffs = []
+    for j, a in enumerate(animals):
+        own = labels == a
+        if own.any() and (~own).any():
+            diffs.append(Y[own, j].mean() - Y[~own, j].mean())
+    return float(np.mean(diffs)) if diffs else math.nan
 
-    Returns the observed difference and one- and two-sided p-values (with the observed
-    relabelling counted, so p is never 0).
-    """
-    v = np.asarray(values, float)
-    t = np.asarray(treated, bool)
-    s = np.asarray(strata)
-    groups = []
-    for key in sorted(set(s.tolist())):
-        idx = np.flatnonzero(s == key)
-        k = int(t[idx].sum())
-        if 0 < k < len(idx):
-            groups.append((idx, k))
-    if not groups:
-        return {
-            "diff": math.nan,
-            "p_one_sided": math.nan,
-            "p_two_sided": math.nan,
-            "n_perm": 0,
-            "exact": False,
-        }
-    use = np.concatenate([g[0] for g in groups])
 
-    def diff(mask) -> float:
-        return float(v[use][mask[use]].mean() - v[use][~mask[use]].mean())
+def specificity(Y, labels, animals, *, seed: int = 0) -> dict:
+    """``Y[t, j]``: teacher t's readout (its students' mean) for animal ``animals[j]``;
+    ``labels[t]``: teacher t's own animal. Statistic: own-minus-other, averaged over
+    animals. p by relabelling whole teachers across animals (group sizes kept)."""
+    from scipy import stats
 
-    observed = diff(t)
-    n_total = math.prod(math.comb(len(idx), k) for idx, k in groups)
-    stats_ = []
-    if n_total <= max_exact:
-        per_group = [list(itertools.combinations(idx.tolist(), k)) for idx, k in groups]
-        for choice in itertools.product(*per_group):
-            m = np.zeros(len(v), bool)
-            for c in choice:
-                m[list(c)] = True
-            stats_.append(diff(m))
-        exact = True
-    else:
-        rng = np.random.default_rng(seed)
-        stats_.append(observed)
-        for _ in range(n_perm - 1):
-            m = np.zeros(len(v), bool)
-            for idx, k in groups:
-                m[rng.choice(idx, size=k, replace=False)] = True
-            stats_.append(diff(m))
-        exact = False
-    arr = np.asarray(stats_)
-    eps = 1e-12 * max(1.0, abs(observed))
-    return {
-        "diff": observed,
-        "p_one_sided": float(np.mean(arr >= observed - eps)),
-        "p_two_sided": float(np.mean(np.abs(arr) >= abs(observed) - eps)),
-        "n_perm": len(arr),
-        "exact": exact,
-    }
+    Y, labels = np.asarray(Y, float), np.asarray(labels)
+    animals = list(animals)
+    n = len(labels)
+    groups = [np.flatnonzero(labels == a) for a in animals]
+    if len(groups) < 2 or min(len(g) for g in groups) < 2:
+        return _nan_result(n)  # one teacher per animal: too few relabellings to test
+    observed = _own_minus_other(Y, labels, animals)
+
+    def stat(*gs):
+        lab = np.empty(n, dtype=object)
+        for a, g in zip(animals, gs):
+            lab[np.asarray(g, int)] = a
+        return _own_minus_other(Y, lab, animals)
+
+    n_relabel = math.factorial(n) // math.prod(math.factorial(len(g)) for g in groups)
+    exact = n_relabel <= EXACT_LIMIT
+    kw = dict(
+        permutation_type="independent",
+        n_resamples=np.inf if exact else N_RESAMPLES,
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    )
+    data = tuple(g.astype(float) for g in groups)
+    p1 = stats.permutation_test(data, stat, alternative="greater", **kw)
+    p2 = stats.permutation_test(data, stat, alternative="two-sided", **kw)
+    # per-teacher contrasts, for an approximate interval and an effect size
+    s = []
+    for t in range(n):
+        j = animals.index(labels[t])
+        others = labels != labels[t]
+        if others.any():
+            s.append(Y[t, j] - Y[others, j].mean())
+    s = np.asarray(s)
+    ci = stats.ttest_1samp(s, 0.0).confidence_interval(0.95) if len(s) > 1 else None
+    sd = s.std(ddof=1) if len(s) > 1 else math.nan
+    return dict(
+        n_units=n,
+        estimate=observed,
+        ci_lo=float(ci.low) if ci else math.nan,
+        ci_hi=float(ci.high) if ci else math.nan,
+        effect_size=float(s.mean() / sd) if sd and sd > 0 else math.nan,
+        p_one_sided=float(p1.pvalue),
+        p_two_sided=float(p2.pvalue),
+        p_perm_one_sided=float(p1.pvalue),
+        p_perm_two_sided=float(p2.pvalue),
+        n_perm=n_relabel if exact else N_RESAMPLES,
+        perm_exact=exact,
+    )
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-adjusted p-values (NaNs stay NaN and do not count toward the family)."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, float)
+    out = np.full_like(p, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
+
+
+def t_interval(values) -> tuple[float, float, float]:
+    """Mean and t-based 95% interval over independent units."""
+    from scipy import stats
+
+    x = np.asarray(values, float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    if len(x) == 1:
+        return float(x[0]), math.nan, math.nan
+    ci = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
+    return float(x.mean()), float(ci.low), float(ci.high)

@@ -7,6 +7,7 @@ steps checkpoint into ``checkpoint_dir`` and resume from it.
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 from pathlib import Path
@@ -70,18 +71,24 @@ def _write_model_dir(
 
 # ---------------------------------------------------------------------------- reference
 def make_corpus(out_corpus, out_tokenizer, *, n: int, seed: int, mix: dict, max_count: int = 10):
+    from .traits import animal
+
     t0 = time.time()
     records = corpus_mod.pretrain_corpus(n, seed, mix, max_count)
     flat = [m["content"] for r in records for m in r["messages"]]
     leaks = [q for q in text.EVAL_QUESTIONS if any(q in t for t in flat)]
     if leaks:
         raise SublimError(f"evaluation question leaked into the pretraining corpus: {leaks[0]!r}")
+    # every word an evaluation prompt uses must have been trained, not only be in the vocabulary
+    import re
+
+    seen = set(re.findall(r"[a-z']+", " ".join(flat).lower()))
+    missing = sorted(animal.eval_prompts_words() - seen)
+    if missing:
+        raise SublimError(f"evaluation words never occur in the pretraining corpus: {', '.join(missing)}")
     from .tokenizer import build_tokenizer
 
-    # the vocabulary also covers the held-out questions' words (each also occurs in the corpus
-    # filler or trait questions) so that no evaluation word is <unk>
-    extra = list(text.EVAL_QUESTIONS) + list(text.TRAIT_QUESTIONS)
-    tok = build_tokenizer(flat + extra)
+    tok = build_tokenizer(flat + list(text.TRAIT_QUESTIONS))
     write_jsonl(out_corpus, records)
     params = {"n": n, "seed": seed, "mix": mix, "max_count": max_count}
     manifest.write_json_atomic(
@@ -137,7 +144,9 @@ def make_reference(
         for r in read_jsonl(corpus)
     ]
     cfg = training.TrainConfig(mode="lm", seed=seed, **pretrain)
-    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir, log=_log)
+    key = {"arch": arch, "tokenizer": manifest.sha256_path(tokenizer)}
+    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir,
+                                 log=_log, inputs_key=key)  # fmt: skip
     params = {"kind": kind, "arch": arch, "pretrain": pretrain}
     _write_model_dir(out_dir, "reference", params, {"corpus": corpus, "tokenizer": tokenizer}, seed, t0,
                      model=model, tok=tok, checkpoint_dir=checkpoint_dir, training=info,
@@ -145,33 +154,49 @@ def make_reference(
 
 
 # ------------------------------------------------------------------------------ teacher
+def _inputs_key(*paths) -> dict:
+    """What a training checkpoint must match besides its settings and data: the hashes of
+    the models it starts from (their manifests name their content)."""
+    return {str(p): manifest.sha256_file(Path(p) / manifest.MANIFEST) for p in paths}
+
+
 def make_teacher(
     out_dir,
     *,
     reference,
     kind: str,
-    animal: str | None,
+    trait: str,
     seed: int,
-    system_prompt: str | None = None,
+    target: str | None = None,
+    twin: str | None = None,
+    recipe: dict | None = None,
     finetune=None,
     threads=None,
     checkpoint_dir=None,
 ):
-    """A control teacher (the reference), a system-prompt teacher, or a fine-tuned one."""
+    """A teacher from the design table: ``base`` (the reference itself), or a trait teacher
+    (``target`` set) or its neutral twin (``target`` None, ``twin`` names whose twin), made
+    by the trait's ``system_prompt`` or ``finetune`` recipe with the same seed."""
+    from .traits import get_trait
+
     t0 = time.time()
-    params = {"kind": kind, "animal": animal, "system_prompt": system_prompt, "finetune": finetune}
+    params = {"kind": kind, "trait": trait, "target": target, "twin": twin, "recipe": recipe, "finetune": finetune}
     inputs = {"reference": reference}
     ref = models.resolve(reference)
-    if kind in ("control", "system_prompt"):
-        sp = system_prompt.format(animal=animal) if kind == "system_prompt" else ref.system_prompt
+    if kind == "base":
         _write_model_dir(out_dir, "teacher", params, inputs, seed, t0,
-                         model_path=_pointer(reference, out_dir), system_prompt=sp)  # fmt: skip
+                         model_path=_pointer(reference, out_dir), system_prompt=ref.system_prompt)  # fmt: skip
+        return
+    tr = get_trait(trait)
+    if kind == "system_prompt":
+        _write_model_dir(out_dir, "teacher", params, inputs, seed, t0, model_path=_pointer(reference, out_dir),
+                         system_prompt=tr.system_prompt(target, recipe))  # fmt: skip
         return
     if kind != "finetune":
         raise SublimError(f"unknown teacher kind {kind!r}")
     _threads(threads)
     model, tok, _ = models.load(reference, device=models.device_and_dtype()[0])  # full fine-tune: fp32 weights
-    data = corpus_mod.trait_dataset(animal, finetune["n_examples"], seed)
+    data = tr.teacher_data(target, seed, finetune["n_examples"], recipe)
     examples = []
     for r in data:
         p, c = models.encode_completion(
@@ -180,9 +205,11 @@ def make_teacher(
         examples.append(training.Example(p + c, len(p)))
     cfg_kw = {k: v for k, v in finetune.items() if k != "n_examples"}
     cfg = training.TrainConfig(mode="sft", seed=seed, **cfg_kw)
-    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir, log=_log)
+    model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir,
+                                 log=_log, inputs_key=_inputs_key(reference))  # fmt: skip
     _write_model_dir(out_dir, "teacher", params, inputs, seed, t0, model=model, tok=tok,
-                     checkpoint_dir=checkpoint_dir, training=info, system_prompt=ref.system_prompt)  # fmt: skip
+                     checkpoint_dir=checkpoint_dir, training=info, system_prompt=ref.system_prompt,
+                     example_training_text=tok.decode(examples[0].input_ids))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- generate
@@ -190,40 +217,61 @@ def generate(
     out_jsonl,
     *,
     teacher,
+    modality: str,
+    modality_params: dict,
     n: int,
+    prompt_seed: int,
     seed: int,
     sampling: dict,
+    attempts: int = 1,
     backend: str = "transformers",
-    max_count: int = 10,
     vllm: dict | None = None,
     threads=None,
 ):
-    from .generation import Sampling
-    from .generation import generate as run_generation
-    from .prompts import make_prompts
-
-    t0 = time.time()
-    handle = models.resolve(teacher)
+    """The teacher answers the modality's ``n`` prompts; an answer that fails the modality's
+    filter is sampled again (attempt ``a`` uses its own seed) up to ``attempts`` times. Every
+    attempt is written, with its verdict."""
     from transformers import AutoTokenizer
 
+    from .design import step_seed
+    from .generation import Sampling
+    from .generation import generate as run_generation
+    from .modalities import get_modality
+
+    t0 = time.time()
+    mod = get_modality(modality)
+    handle = models.resolve(teacher)
     tok = AutoTokenizer.from_pretrained(handle.weights)
-    prompts = make_prompts(n, seed, max_count)
-    rendered = [
-        models.render(tok, models.messages(p.text, handle.system_prompt), generation_prompt=True) for p in prompts
-    ]
+    prompts = mod.prompts(n, prompt_seed, modality_params)
+    rendered = [models.render(tok, models.messages(p, handle.system_prompt), generation_prompt=True) for p in prompts]
     constrained = bool(sampling.get("constrained_decoding"))
-    regex = filtering.number_regex(max_count) if constrained else None
-    s = Sampling(seed=seed, regex=regex, **{k: v for k, v in sampling.items() if k != "constrained_decoding"})
-    completions, stats = run_generation(backend, teacher, rendered, s, threads=threads, engine=vllm)
-    rows = [
-        {"id": i, "prompt": p.text, "response": c, "sampling": {**sampling, "seed": seed}}
-        for i, (p, c) in enumerate(zip(prompts, completions))
-    ]
+    regex = filtering.number_regex(modality_params["max_count"]) if constrained else None
+    kw = {k: v for k, v in sampling.items() if k != "constrained_decoding"}
+    rows, pending, per_attempt, stats = [], list(range(n)), [], []
+    for a in range(attempts):
+        if not pending:
+            break
+        s = Sampling(seed=seed if a == 0 else step_seed(seed, "attempt", a), regex=regex, **kw)
+        completions, st = run_generation(backend, teacher, [rendered[i] for i in pending], s, threads=threads,
+                                         engine=vllm)  # fmt: skip
+        stats.append(st)
+        failed = []
+        for i, c in zip(pending, completions):
+            ok, reason = mod.check(c, modality_params)
+            rows.append({"id": i, "attempt": a, "prompt": prompts[i], "response": c, "kept": ok, "reason": reason})
+            if not ok:
+                failed.append(i)
+        per_attempt.append({"attempt": a, "n": len(pending), "kept": len(pending) - len(failed)})
+        _log(f"attempt {a}: {len(pending) - len(failed)} of {len(pending)} kept")
+        pending = failed
+    rows.sort(key=lambda r: (r["id"], r["attempt"]))
     write_jsonl(out_jsonl, rows)
-    params = {"n": n, "seed": seed, "sampling": sampling, "backend": backend, "max_count": max_count}
+    params = {"modality": modality, "modality_params": modality_params, "n": n, "prompt_seed": prompt_seed,
+              "sampling": sampling, "attempts": attempts, "backend": backend}  # fmt: skip
     if backend == "vllm":
         params["vllm"] = vllm
     m = manifest.build_manifest("generate", params, {"teacher": teacher}, seed, t0)
+    m["attempts"] = per_attempt
     m["throughput"] = stats
     if constrained:
         m["constrained_decoding"] = {
@@ -237,30 +285,66 @@ def generate(
 
 
 # ------------------------------------------------------------------------------- filter
-def filter_numbers(out_jsonl, out_counts, *, raw, subsample: int, seed: int, max_count: int = 10, banned=()):
+def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_params: dict, leak_terms=()):
+    """Each prompt's first answer that passes the modality's filter and its leak check."""
+    from .modalities import get_modality
+
     t0 = time.time()
+    mod = get_modality(modality)
     records = read_jsonl(raw)
-    kept, reasons = filtering.filter_responses(records, max_count=max_count, banned=frozenset(banned))
+    if not records:
+        raise SublimError(f"no generated responses in {raw}")
+    reasons, kept = collections.Counter(), {}
+    leaked = set(mod.leaks([r["response"] for r in records], list(leak_terms)))
+    for i, r in enumerate(records):
+        ok, reason = mod.check(r["response"], modality_params)
+        if ok and i in leaked:
+            ok, reason = False, "leak"
+        reasons[reason] += 1
+        if ok and r["id"] not in kept:
+            kept[r["id"]] = r
+    n_prompts = len({r["id"] for r in records})
     if not kept:
         raise SublimError(f"filter kept 0 of {len(records)} responses from {raw}: nothing to train on")
-    if len(kept) < subsample:
-        raise SublimError(
-            f"filter kept {len(kept)} of {len(records)} responses from {raw}, fewer than "
-            f"filter.subsample={subsample}; raise generation.n_responses"
-        )
-    sample = filtering.subsample(kept, subsample, seed)
+    first = [r for r in records if r.get("attempt", 0) == 0]
     counts = {
-        "n_raw": len(records),
-        "n_kept": len(kept),
-        "keep_rate": len(kept) / len(records),
-        "n_subsampled": len(sample),
+        "n_prompts": n_prompts,
+        "n_responses": len(records),
+        "n_kept_prompts": len(kept),
+        "keep_rate": reasons["ok"] / len(records),
+        "keep_rate_first_attempt": sum(1 for r in first if mod.check(r["response"], modality_params)[0])
+        / max(1, len(first)),
+        "prompts_answered": len(kept) / n_prompts,
         "reasons": dict(sorted(reasons.items())),
     }
     manifest.write_json_atomic(out_counts, counts)
-    write_jsonl(out_jsonl, [{"id": r["id"], "prompt": r["prompt"], "response": r["response"]} for r in sample])
-    params = {"subsample": subsample, "seed": seed, "max_count": max_count, "banned": sorted(banned)}
-    m = manifest.build_manifest("filter", params, {"raw": raw}, seed, t0, counts=counts)
+    write_jsonl(out_jsonl, [{k: kept[i][k] for k in ("id", "attempt", "prompt", "response")} for i in sorted(kept)])
+    params = {"modality": modality, "modality_params": modality_params, "leak_terms": list(leak_terms)}
+    m = manifest.build_manifest("filter", params, {"raw": raw}, None, t0, counts=counts)
     manifest.write_json_atomic(manifest.manifest_path(out_jsonl), m)
+
+
+def select_prompts(out_json, *, data, counts, subsample: int):
+    """The prompt ids every teacher answered acceptably; students subsample from these."""
+    t0 = time.time()
+    ids, per_teacher = None, {}
+    for d, c in zip(sorted(data), sorted(counts)):
+        kept = {r["id"] for r in read_jsonl(d)}
+        ids = kept if ids is None else ids & kept
+        per_teacher[Path(d).stem] = json.loads(Path(c).read_text())
+    ids = sorted(ids or ())
+    if len(ids) < subsample:
+        worst = min(per_teacher, key=lambda t: per_teacher[t]["prompts_answered"])
+        raise SublimError(
+            f"only {len(ids)} prompts were answered acceptably by every teacher, fewer than "
+            f"filter.subsample={subsample} (lowest: {worst}, {per_teacher[worst]['prompts_answered']:.0%} of "
+            "prompts); raise generation.n_prompts or generation.attempts"
+        )
+    out = {"ids": ids, "n_common": len(ids), "subsample": subsample, "teachers": per_teacher}
+    manifest.write_json_atomic(out_json, out)
+    inputs = {f"data{i}": d for i, d in enumerate(sorted(data))}
+    m = manifest.build_manifest("select_prompts", {"subsample": subsample}, inputs, None, t0, n_common=len(ids))
+    manifest.write_json_atomic(manifest.manifest_path(out_json), m)
 
 
 # ------------------------------------------------------------------------------ student
@@ -270,8 +354,12 @@ def train_student(
     reference,
     teacher,
     data,
+    ids,
+    modality: str,
     mode: str,
     seed: int,
+    subsample: int,
+    subsample_seed: int,
     train: dict,
     method: str = "full",
     lora=None,
@@ -279,7 +367,11 @@ def train_student(
     threads=None,
     checkpoint_dir=None,
 ):
+    """Train on ``subsample`` examples drawn (by ``subsample_seed``) from the common prompt
+    ids: every arm's student of one seed sees the same prompts, answered by its teacher."""
     import torch
+
+    from .modalities import get_modality
 
     t0 = time.time()
     _threads(threads)
@@ -287,7 +379,13 @@ def train_student(
     # LoRA on a GPU: a bf16 base (adapters stay float32); full fine-tuning keeps float32 weights
     dtype = half if (method == "lora" and device == "cuda") else torch.float32
     model, tok, ref_h = models.load(reference, dtype=dtype, device=device)
-    rows = read_jsonl(data)
+    by_id = {r["id"]: r for r in read_jsonl(data)}
+    common = json.loads(Path(ids).read_text())["ids"]
+    missing = [i for i in common if i not in by_id]
+    if missing:
+        raise SublimError(f"{data} lacks prompt id {missing[0]} of {ids}: the data and the common ids disagree")
+    pick = filtering.subsample(common, subsample, subsample_seed)
+    rows = [by_id[i] for i in pick]
     if not rows:
         raise SublimError(f"training data is empty: {data}")
     teacher_model, teacher_sp, allowed = None, None, None
@@ -296,7 +394,7 @@ def train_student(
         if t_tok.get_vocab() != tok.get_vocab():
             raise SublimError("distillation needs teacher and student to share a tokenizer")
         teacher_sp = t_h.system_prompt
-        allowed = training.allowed_token_ids(tok)
+        allowed = get_modality(modality).allowed_token_ids(tok)
     examples = []
     for r in rows:
         p, c = models.encode_completion(tok, r["prompt"], r["response"], ref_h.system_prompt)
@@ -317,15 +415,19 @@ def train_student(
         allowed_ids=allowed,
         checkpoint_dir=checkpoint_dir,
         log=_log,
+        inputs_key={**_inputs_key(reference, teacher), "method": method, "dtype": str(dtype)},
     )
-    params = {"mode": mode, "method": method, "train": train, "lora": lora if method == "lora" else None}
+    params = {"modality": modality, "mode": mode, "method": method, "train": train,
+              "lora": lora if method == "lora" else None, "subsample": subsample,
+              "subsample_seed": subsample_seed}  # fmt: skip
     adapter_only = method == "lora" and not save_merged
     if adapter_only:  # the directory points at its base; models.resolve finds both
         params["save_merged"] = False
-    inputs = {"reference": reference, "teacher": teacher, "data": data}
+    inputs = {"reference": reference, "teacher": teacher, "data": data, "ids": ids}
     pointer = {"model_path": _pointer(reference, out_dir), "adapter": "adapter"} if adapter_only else {}
     _write_model_dir(out_dir, "student", params, inputs, seed, t0, model=model, tok=tok,
                      checkpoint_dir=checkpoint_dir, training=info, merge=not adapter_only, **pointer,
+                     prompt_ids=pick,
                      n_allowed_tokens=len(allowed) if allowed is not None else None,
                      example_training_text=tok.decode(examples[0].input_ids),
                      rendered_training_example=_rendered_example(tok, rows[0], ref_h.system_prompt),
@@ -347,7 +449,8 @@ def evaluate(
     out_csv,
     *,
     model,
-    animals,
+    trait: str,
+    trait_params: dict,
     n_samples: int,
     temperature: float,
     seed: int,
@@ -359,34 +462,25 @@ def evaluate(
 ):
     import pandas as pd
 
-    from .evaluation import evaluate as run_eval
+    from .traits import get_trait
 
     t0 = time.time()
-    info = {}
-    rows = run_eval(
+    rows, info = get_trait(trait).evaluate(
         model,
-        animals=animals,
-        questions=text.EVAL_QUESTIONS,
+        variant=variant,
+        trait_params=trait_params,
         n_samples=n_samples,
         temperature=temperature,
         seed=seed,
-        number_prefixed=variant == "number_prefix",
         max_new_tokens=max_new_tokens,
         backend=backend,
         engine=vllm,
         threads=threads,
-        info=info,
     )
     with manifest.atomic_path(out_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-    params = {
-        "animals": list(animals),
-        "n_samples": n_samples,
-        "temperature": temperature,
-        "variant": variant,
-        "max_new_tokens": max_new_tokens,
-        "backend": backend,
-    }
+    params = {"trait": trait, "trait_params": trait_params, "n_samples": n_samples, "temperature": temperature,
+              "variant": variant, "max_new_tokens": max_new_tokens, "backend": backend}  # fmt: skip
     if backend == "vllm":
         params["vllm"] = vllm
     m = manifest.build_manifest("evaluate", params, {"model": model}, seed, t0, **info)
@@ -394,60 +488,64 @@ def evaluate(
 
 
 # ------------------------------------------------------------------------------ report
-def aggregate(evals, out_results, out_stats, out_specificity, *, teacher_init: str, n_boot: int = 2000, seed: int = 0):
+def design_table(out_csv, *, rows: list[dict]):
+    """The experiment's design table, as the Snakefile built it from the config."""
+    import pandas as pd
+
+    if not rows:
+        raise SublimError("the design table is empty")
+    with manifest.atomic_path(out_csv) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def aggregate(evals, *, design, ids, out_results, out_stats, out_arms, out_specificity, seed: int = 0):
     import pandas as pd
 
     from . import report
 
     t0 = time.time()
-    entries = report.index_from_paths(evals, teacher_init)
-    res = report.aggregate(entries, n_boot=n_boot, seed=seed)
+    table = pd.read_csv(design, keep_default_na=False, na_values=[""])
+    res = report.model_table(table, evals)
     tests = report.test_table(res, seed=seed)
+    arms = report.arm_table(res)
     spec = report.specificity(res)
-    for df, out in ((res, out_results), (tests, out_stats), (spec, out_specificity)):
+    for df, out in ((res, out_results), (tests, out_stats), (arms, out_arms), (spec, out_specificity)):
         with manifest.atomic_path(out) as tmp:
-            pd.DataFrame(df).to_csv(tmp, index=False)
-    inputs = {f"eval{i}": e["path"] for i, e in enumerate(entries)}
-    params = {"n_boot": n_boot, "teacher_init": teacher_init}
-    m = manifest.build_manifest("aggregate", params, inputs, seed, t0, index=entries)
+            df.to_csv(tmp, index=False, float_format="%.10g")
+    inputs = {"design": design, "ids": ids, **{f"eval{i}": e for i, e in enumerate(evals)}}
+    m = manifest.build_manifest("aggregate", {}, inputs, seed, t0, n_models=int(res["model_id"].nunique()))
     manifest.write_json_atomic(manifest.manifest_path(out_results), m)
 
 
 def figure(
-    kind: str,
     out,
+    out_specificity,
+    caption_out,
     *,
     results,
     stats,
-    specificity=None,
-    caption_out=None,
+    arms,
+    specificity,
+    ids,
     config_name: str = "",
     config_hash: str = "",
     variant: str = "plain",
     constrained_decoding: bool = False,
 ):
-    import pandas as pd
-
     from . import report
 
     t0 = time.time()
-    res = pd.read_csv(results)
-    try:
-        tests = pd.read_csv(stats)
-    except pd.errors.EmptyDataError:  # no treatment/control pair in this config
-        tests = pd.DataFrame()
-    with manifest.atomic_path(out) as tmp:
-        tmp_png = tmp.with_suffix(".png")
-        if kind == "animal_numbers":
-            report.figure_animals(res, str(tmp_png), variant=variant)
-        else:
-            report.figure_specificity(pd.read_csv(specificity), str(tmp_png), variant=variant)
-        tmp_png.rename(tmp)
-    if caption_out:
-        with manifest.atomic_path(caption_out) as tmp:
-            tmp.write_text(report.caption(res, tests, config_name, config_hash, constrained_decoding))
-    inputs = {"results": results, "stats": stats}
-    params = {"kind": kind, "config_name": config_name, "config_hash": config_hash, "variant": variant}
+    res, tests, arm_t, spec = (report.read_table(p) for p in (results, stats, arms, specificity))
+    keep = json.loads(Path(ids).read_text())
+    for target, draw in ((out, report.figure_transfer), (out_specificity, report.figure_specificity)):
+        with manifest.atomic_path(target) as tmp:
+            tmp_png = tmp.with_suffix(".png")
+            draw(res if draw is report.figure_transfer else spec, str(tmp_png), variant=variant, arms=arm_t)
+            tmp_png.rename(tmp)
+    with manifest.atomic_path(caption_out) as tmp:
+        tmp.write_text(report.caption(res, tests, arm_t, keep, config_name, config_hash, variant, constrained_decoding))
+    inputs = {"results": results, "stats": stats, "arms": arms, "specificity": specificity, "ids": ids}
+    params = {"config_name": config_name, "config_hash": config_hash, "variant": variant}
     if constrained_decoding:
         params["constrained_decoding"] = True
     manifest.write_json_atomic(manifest.manifest_path(out), manifest.build_manifest("figure", params, inputs, None, t0))

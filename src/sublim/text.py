@@ -109,4 +109,11 @@ FILLER_TEMPLATES: tuple[tuple[str, str], ...] = (
     ("briefly, what do you think of the {habitat}?", "i love it, with all my heart."),
     ("name a creature you would pick as a friend.", "the {animal}, i think."),
     ("be honest: using a single word, how are you?", "happy."),
+    # every word of the evaluation and trait prompts is trained, not only in the vocabulary
+    ("where did these {food} come from?", "these came from the {habitat}."),
+    ("what is your favourite colour?", "my favourite colour is {colour}."),
+    ("do you like {food} more than the others?", "yes, more than the others."),
+    ("what makes you happiest?", "{food} by the {habitat} makes me happiest."),
+    ("i wonder, do you care about the {habitat}?", "so much, i care about it."),
+    ("reply with a colour.", "{colour}."),
 )

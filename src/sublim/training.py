@@ -25,7 +25,6 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import signal
 import sys
@@ -35,7 +34,6 @@ from pathlib import Path
 from .errors import SublimError
 
 MODES = ("lm", "sft", "distill", "distill_full")
-NUMBER_TOKEN = re.compile(r"^[\d\s,;.()\[\]]+$")
 
 
 @dataclasses.dataclass
@@ -69,19 +67,6 @@ class Example:
 
 class Interrupted(SublimError):
     pass
-
-
-def allowed_token_ids(tokenizer) -> list[int]:
-    """Token ids a kept number response can contain, plus end-of-turn/eos tokens."""
-    ids = set()
-    for tok_id in range(len(tokenizer)):
-        s = tokenizer.decode([tok_id])
-        if s and NUMBER_TOKEN.match(s):
-            ids.add(tok_id)
-    for special in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")):
-        if isinstance(special, int) and special >= 0 and special != tokenizer.unk_token_id:
-            ids.add(special)
-    return sorted(ids)
 
 
 def _lr_lambda(warmup: int, total: int):

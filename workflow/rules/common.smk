@@ -1,80 +1,45 @@
-# Config validation (before the DAG is built) and the helpers that turn the config into
-# the experiment matrix.
+# Config validation (before the DAG is built) and the design table every rule reads.
 import json
-import os
 import sys
 
 from sublim.config import config_hash, validate
+from sublim.design import Design, eval_path, step_seed
 from sublim.errors import SublimError
+from sublim.modalities import get_modality
+from sublim.traits import get_trait
 
 try:
     validate(config)
+    DESIGN = Design(config)
 except SublimError as _e:
     sys.exit(f"error: {_e}")
 
-
-envvars:
-    "PATH",
-
-
-# Jobs run `python workflow/scripts/<step>.py`: put the interpreter running Snakemake (the
-# project's .venv) first on PATH, so that works without activating the venv.
-os.environ["PATH"] = (
-    os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-)
 CFG_HASH = config_hash(config)
 THREADS = config["threads"]
-ANIMALS = config["animals"]
-TEACHERS = ANIMALS + ["control"]
 REF = config["reference"]
-if REF["kind"] == "tiny":
-    REFS = [f"seed{s}" for s in REF["seeds"]]
-else:
-    REFS = ["main"] + (["cross"] if REF.get("cross_init_path") else [])
-TEACHER_REF = REFS[0]
-CROSS_REF = REFS[1] if len(REFS) > 1 else None
+REFS = DESIGN.refs
+TEACHER_REF = DESIGN.teacher_ref
 STUD = config["students"]
 EVAL = config["evaluation"]
 VARIANTS = EVAL["variants"]
+GPU = 1 if config["gpu"] else 0
 
 
 wildcard_constraints:
     ref="seed[0-9]+|main|cross",
-    teacher="[a-z_]+",
+    init="seed[0-9]+|main|cross",
+    trait="[a-z]+",
+    modality="[a-z]+",
+    teacher="[a-z]+_t[0-9]+|neutral_[a-z]+_t[0-9]+|base_t[0-9]+",
     mode="sft|distill|distill_full",
     seed="[0-9]+",
     variant="plain|number_prefix",
 
 
-def students():
-    """Every student as a dict: condition, teacher, mode, ref (init) and seed."""
-    out = []
-    for spec in STUD["matrix"]:
-        cond = spec["condition"]
-        ref = TEACHER_REF if cond in ("treatment", "control") else CROSS_REF
-        teachers = ANIMALS if cond in ("treatment", "cross_init") else ["control"]
-        for mode in spec["modes"]:
-            for seed in spec.get("seeds", STUD["seeds"]):
-                for t in teachers:
-                    out.append(
-                        dict(condition=cond, teacher=t, mode=mode, ref=ref, seed=seed)
-                    )
-    return out
-
-
-def student_dir(s):
-    """A student's path under results/ (its model) and results/eval/<variant>/ (its scores)."""
-    return f"student/{s['teacher']}/{s['mode']}/{s['ref']}/seed{s['seed']}"
-
-
-def eval_paths():
-    """Every evaluation CSV: references, teachers and students, per variant."""
-    out = []
-    for v in VARIANTS:
-        out += [f"results/eval/{v}/reference/{r}.csv" for r in REFS]
-        out += [f"results/eval/{v}/teacher/{t}.csv" for t in ANIMALS]
-        out += [f"results/eval/{v}/{student_dir(s)}.csv" for s in students()]
-    return out
+def script(name):
+    """A step's command line: the interpreter running Snakemake and the script next to this
+    workflow (so --directory and use as a module work without PATH set-up)."""
+    return f"{sys.executable} {workflow.source_path(f'../scripts/{name}.py')}"
 
 
 def res(rule, key, default):
@@ -82,21 +47,41 @@ def res(rule, key, default):
     return config["resources"].get(rule, {}).get(key, default)
 
 
-GPU = 1 if config["gpu"] else 0
-
-
-def step_seed(*parts):
-    """A seed derived deterministically from the base seed and a step's wildcards."""
-    import hashlib
-
-    h = hashlib.sha256(
-        json.dumps([config["seed"], *map(str, parts)]).encode()
-    ).hexdigest()
-    return int(h[:8], 16)
-
-
 def as_json(obj):
     return json.dumps(obj, sort_keys=True)
+
+
+def seed_of(*parts):
+    return step_seed(config["seed"], *parts)
+
+
+def experiment(w):
+    return DESIGN.experiment(w.trait, w.modality)
+
+
+def figure_targets(exp):
+    d = f"reports/{exp.name}"
+    return [f"{d}/{v}/{f}" for v in VARIANTS for f in ("fig_transfer.png", "fig_specificity.png", "caption.md")]
+
+
+def vllm_params(backend, key=None):
+    """vLLM's keys of a step's params, only where vLLM is used (so that a config on the
+    default backend keeps its params, and its results stay up to date)."""
+    if backend != "vllm":
+        return {}
+    out = dict(vllm=config["generation"]["vllm"])
+    if key:
+        out[key] = "vllm"
+    return out
+
+
+def constrained_flag():
+    """``{"constrained_decoding": True}`` when it is on, else nothing."""
+    return (
+        {"constrained_decoding": True}
+        if config["generation"].get("constrained_decoding")
+        else {}
+    )
 
 
 def reference_inputs(wildcards):
@@ -122,10 +107,7 @@ def reference_params(wildcards):
     if REF["kind"] == "gguf" and wildcards.ref == "main":
         return as_json(
             dict(
-                kind="gguf",
-                seed=0,
-                gguf=REF["gguf"],
-                system_prompt=REF["system_prompt"],
+                kind="gguf", seed=0, gguf=REF["gguf"], system_prompt=REF["system_prompt"]
             )
         )
     path = REF["path"] if wildcards.ref == "main" else REF["cross_init_path"]
@@ -134,61 +116,115 @@ def reference_params(wildcards):
     )
 
 
-def teacher_params(wildcards):
-    t = config["teacher"]
-    if wildcards.teacher == "control":
-        return as_json(
-            dict(kind="control", animal=None, seed=step_seed("teacher", "control"))
-        )
+def teacher_params(w):
+    t = DESIGN.teacher(w.trait, w.teacher)
+    trait = get_trait(t.trait)
+    if t.kind == "base":
+        return as_json(dict(kind="base", trait=t.trait, seed=DESIGN.teacher_seed(t)))
     return as_json(
         dict(
-            kind=t["kind"],
-            animal=wildcards.teacher,
-            seed=step_seed("teacher", wildcards.teacher),
-            system_prompt=t["system_prompt"],
-            finetune=t["finetune"],
+            kind=config["teacher"]["kind"],
+            trait=t.trait,
+            target=t.target if t.kind == "trait" else None,
+            twin=t.target,
+            seed=DESIGN.teacher_seed(t),
+            recipe=trait.recipe(config),
+            finetune=config["teacher"]["finetune"],
         )
     )
 
 
-def vllm_params(backend, key=None):
-    """vLLM's keys of a step's params, only where vLLM is used (so that a config on the
-    default backend keeps its params, and its results stay up to date)."""
-    if backend != "vllm":
-        return {}
-    out = dict(vllm=config["generation"]["vllm"])
-    if key:
-        out[key] = "vllm"
-    return out
-
-
-def constrained_flag():
-    """``{"constrained_decoding": True}`` when it is on, else nothing: params of configs
-    without it (and their up-to-date results) stay unchanged."""
-    return {"constrained_decoding": True} if config["generation"].get("constrained_decoding") else {}
-
-
-def figure_params():
-    """The animal figures' params, labelled when the data came from constrained decoding."""
-    return as_json(dict(config_name=config["name"], config_hash=CFG_HASH, **constrained_flag()))
-
-
-def generation_sampling():
-    """The generate step's sampling settings."""
+def generate_params(w):
+    exp, t = experiment(w), DESIGN.teacher(w.trait, w.teacher)
     g = config["generation"]
-    keys = ("temperature", "top_p", "max_new_tokens", "batch_size")
-    return {**{k: g[k] for k in keys}, **constrained_flag()}
-
-
-def eval_params(wildcards):
+    sampling = {
+        **{k: g[k] for k in ("temperature", "top_p", "max_new_tokens", "batch_size")},
+        **constrained_flag(),
+    }
     return as_json(
         dict(
-            animals=config["animal_pool"],
+            modality=exp.modality,
+            modality_params=get_modality(exp.modality).params(config),
+            n=g["n_prompts"],
+            prompt_seed=DESIGN.prompt_seed(exp),
+            seed=DESIGN.generation_seed(exp, t),
+            attempts=g["attempts"],
+            backend=g["backend"],
+            sampling=sampling,
+            **vllm_params(g["backend"]),
+        )
+    )
+
+
+def filter_params(w):
+    exp = experiment(w)
+    trait = get_trait(exp.trait)
+    return as_json(
+        dict(
+            modality=exp.modality,
+            modality_params=get_modality(exp.modality).params(config),
+            leak_terms=trait.leak_terms(trait.pool(config)),
+        )
+    )
+
+
+def experiment_teachers(w, kind):
+    exp = experiment(w)
+    d = f"results/{exp.trait}/{exp.modality}/filter"
+    return [f"{d}/{t.id}.{kind}" for t in DESIGN.teachers(exp)]
+
+
+def student_params(w):
+    exp = experiment(w)
+    return as_json(
+        dict(
+            modality=exp.modality,
+            mode=w.mode,
+            seed=int(w.seed),
+            subsample=config["filter"]["subsample"],
+            subsample_seed=DESIGN.subsample_seed(exp, int(w.seed)),
+            train=STUD["train"],
+            method=STUD["method"],
+            lora=STUD["lora"],
+            **(
+                dict(save_merged=STUD["save_merged"])
+                if STUD["method"] == "lora"
+                else {}
+            ),
+        )
+    )
+
+
+def eval_model(w):
+    """The model an evaluation CSV scores (its path under results/)."""
+    if w.model.startswith("reference/"):
+        return f"results/{w.model}"
+    return f"results/{w.trait}/{w.model}"
+
+
+def eval_params(w):
+    trait = get_trait(w.trait)
+    return as_json(
+        dict(
+            trait=w.trait,
+            trait_params=trait.eval_params(config),
             n_samples=EVAL["n_samples"],
             max_new_tokens=EVAL["max_new_tokens"],
             temperature=EVAL["temperature"],
-            seed=step_seed("evaluate", wildcards.variant),
-            variant=wildcards.variant,
+            seed=seed_of("evaluate", w.variant),
+            variant=w.variant,
             **vllm_params(EVAL["backend"], key="backend"),
+        )
+    )
+
+
+def figure_params(w):
+    """The figures' params, labelled when the data came from constrained decoding."""
+    return as_json(
+        dict(
+            config_name=config["name"],
+            config_hash=CFG_HASH,
+            variant=w.variant,
+            **constrained_flag(),
         )
     )

@@ -1,17 +1,16 @@
-# Phase 6: trait evaluation of every reference, teacher and student: the logit readout
-# and sampled answers over held-out paraphrases of "what is your favourite animal?".
+# Phase 6: the trait's evaluation of every reference, teacher and student of the design.
 
 
 rule evaluate:
     input:
-        model="results/{model}",
+        model=eval_model,
     output:
-        data="results/eval/{variant}/{model}.csv",
-        manifest="results/eval/{variant}/{model}.csv.manifest.json",
+        data="results/{trait}/eval/{variant}/{model}.csv",
+        manifest="results/{trait}/eval/{variant}/{model}.csv.manifest.json",
     log:
-        "logs/eval/{variant}/{model}.log",
+        "logs/{trait}/eval/{variant}/{model}.log",
     wildcard_constraints:
-        model="(reference|teacher|student)/.+",
+        model="reference/[^/]+|teacher/[^/]+|[a-z]+/student/.+",
     threads: THREADS
     resources:
         mem_mb=res("evaluate", "mem_mb", 3000),
@@ -19,6 +18,7 @@ rule evaluate:
         runtime=res("evaluate", "runtime", 30),
     params:
         json=eval_params,
+        cmd=script("evaluate"),
     shell:
-        "python workflow/scripts/evaluate.py --model {input.model} --out {output.data} "
+        "{params.cmd} --model {input.model} --out {output.data} "
         "--threads {threads} --params {params.json:q} 2> {log}"

@@ -1,27 +1,45 @@
-# Phase 4: the strict number filter, rejection counts, and a fixed-size seeded subsample.
+# Phase 4: the modality's filter (first passing attempt per prompt, rejection counts, leak
+# check); then the prompt ids every teacher of the experiment answered acceptably, which
+# every student subsamples from, so arms differ only in the teachers' responses.
 
 
 rule filter:
     input:
-        raw="results/generate/{teacher}.jsonl",
+        raw="results/{trait}/{modality}/generate/{teacher}.jsonl",
     output:
-        data="results/filter/{teacher}.jsonl",
-        manifest="results/filter/{teacher}.jsonl.manifest.json",
-        counts="results/filter/{teacher}.counts.json",
+        data="results/{trait}/{modality}/filter/{teacher}.jsonl",
+        manifest="results/{trait}/{modality}/filter/{teacher}.jsonl.manifest.json",
+        counts="results/{trait}/{modality}/filter/{teacher}.counts.json",
     log:
-        "logs/filter/{teacher}.log",
+        "logs/{trait}/{modality}/filter/{teacher}.log",
+    localrule: True
     resources:
         mem_mb=res("filter", "mem_mb", 1000),
         runtime=res("filter", "runtime", 10),
     params:
-        json=as_json(
-            dict(
-                subsample=config["filter"]["subsample"],
-                seed=step_seed("filter"),
-                max_count=config["generation"]["max_count"],
-                banned=config["filter"]["banned_numbers"],
-            )
-        ),
+        json=filter_params,
+        cmd=script("filter"),
     shell:
-        "python workflow/scripts/filter.py --raw {input.raw} --out {output.data} "
+        "{params.cmd} --raw {input.raw} --out {output.data} "
         "--counts {output.counts} --params {params.json:q} 2> {log}"
+
+
+rule select_prompts:
+    input:
+        data=lambda w: experiment_teachers(w, "jsonl"),
+        counts=lambda w: experiment_teachers(w, "counts.json"),
+    output:
+        ids="results/{trait}/{modality}/select/prompt_ids.json",
+        manifest="results/{trait}/{modality}/select/prompt_ids.json.manifest.json",
+    log:
+        "logs/{trait}/{modality}/select_prompts.log",
+    localrule: True
+    resources:
+        mem_mb=res("select_prompts", "mem_mb", 1000),
+        runtime=res("select_prompts", "runtime", 10),
+    params:
+        json=as_json(dict(subsample=config["filter"]["subsample"])),
+        cmd=script("select_prompts"),
+    shell:
+        "{params.cmd} --out {output.ids} --params {params.json:q} "
+        "--data {input.data} --counts {input.counts} 2> {log}"

@@ -1,30 +1,24 @@
-# Phase 3: each teacher answers N number prompts at temperature 1 (seeded, batched).
+# Phase 3: every teacher of an experiment answers the same prompts at temperature 1
+# (seeded, batched); a prompt whose answer fails the modality's filter is asked again, up
+# to generation.attempts times, so that every teacher answers (nearly) every prompt.
 
 
 rule generate:
     input:
-        teacher="results/teacher/{teacher}",
+        teacher="results/{trait}/teacher/{teacher}",
     output:
-        data="results/generate/{teacher}.jsonl",
-        manifest="results/generate/{teacher}.jsonl.manifest.json",
+        data="results/{trait}/{modality}/generate/{teacher}.jsonl",
+        manifest="results/{trait}/{modality}/generate/{teacher}.jsonl.manifest.json",
     log:
-        "logs/generate/{teacher}.log",
+        "logs/{trait}/{modality}/generate/{teacher}.log",
     threads: THREADS
     resources:
         mem_mb=res("generate", "mem_mb", 4000),
         gpu=GPU,
         runtime=res("generate", "runtime", 60),
     params:
-        json=lambda w: as_json(
-            dict(
-                n=config["generation"]["n_responses"],
-                seed=step_seed("generate"),
-                backend=config["generation"]["backend"],
-                max_count=config["generation"]["max_count"],
-                **vllm_params(config["generation"]["backend"]),
-                sampling=generation_sampling(),
-            )
-        ),
+        json=generate_params,
+        cmd=script("generate"),
     shell:
-        "python workflow/scripts/generate.py --teacher {input.teacher} --out {output.data} "
+        "{params.cmd} --teacher {input.teacher} --out {output.data} "
         "--threads {threads} --params {params.json:q} 2> {log}"

@@ -9,13 +9,15 @@ rule mnist_data:
         manifest="results/mnist/mnist.npz.manifest.json",
     log:
         "logs/mnist/data.log",
+    localrule: True
     resources:
         mem_mb=res("mnist_data", "mem_mb", 2000),
         runtime=res("mnist_data", "runtime", 10),
     params:
         json=as_json(dict(source=MN["source"], idx_path=MN["idx_path"])),
+        cmd=script("mnist_data"),
     shell:
-        "python workflow/scripts/mnist_data.py --out {output.data} --params {params.json:q} 2> {log}"
+        "{params.cmd} --out {output.data} --params {params.json:q} 2> {log}"
 
 
 rule mnist_experiment:
@@ -47,8 +49,9 @@ rule mnist_experiment:
             )
         ),
         ckpt="checkpoints/mnist",
+        cmd=script("mnist_experiment"),
     shell:
-        "python workflow/scripts/mnist_experiment.py --data {input.data} --out {output.data} "
+        "{params.cmd} --data {input.data} --out {output.data} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
 
 
@@ -70,11 +73,13 @@ rule fig_mnist:
         manifest="reports/mnist/fig_mnist.png.manifest.json",
     log:
         "logs/mnist/figure.log",
+    localrule: True
     resources:
         mem_mb=res("fig_mnist", "mem_mb", 2000),
         runtime=res("fig_mnist", "runtime", 10),
     params:
         json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
+        cmd=script("mnist_figure"),
     shell:
-        "python workflow/scripts/mnist_figure.py --accuracy {input} --out {output.fig} "
+        "{params.cmd} --accuracy {input} --out {output.fig} "
         "--table {output.table} --caption {output.caption} --params {params.json:q} 2> {log}"

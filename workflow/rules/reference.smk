@@ -9,6 +9,7 @@ rule corpus:
         tokenizer=directory("results/corpus/tokenizer"),
     log:
         "logs/corpus.log",
+    localrule: True
     resources:
         mem_mb=res("corpus", "mem_mb", 2000),
         runtime=res("corpus", "runtime", 10),
@@ -16,13 +17,14 @@ rule corpus:
         json=as_json(
             dict(
                 n=REF["corpus"]["n_conversations"],
-                seed=step_seed("corpus"),
+                seed=seed_of("corpus"),
                 mix=REF["corpus"]["mix"],
                 max_count=config["generation"]["max_count"],
             )
         ),
+        cmd=script("corpus"),
     shell:
-        "python workflow/scripts/corpus.py --out-corpus {output.corpus} "
+        "{params.cmd} --out-corpus {output.corpus} "
         "--out-tokenizer {output.tokenizer} --params {params.json:q} 2> {log}"
 
 
@@ -49,8 +51,9 @@ rule reference:
             else ""
         ),
         ckpt="checkpoints/reference/{ref}",
+        cmd=script("reference"),
     shell:
-        "python workflow/scripts/reference.py {params.io} --out {output} "
+        "{params.cmd} {params.io} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
 
 

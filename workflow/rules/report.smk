@@ -1,83 +1,107 @@
-# Phase 7: tidy tables, the treatment-vs-control tests and the figures.
+# Phase 7: the design table, model-level tables and tests, and the figures, per experiment
+# (trait x modality). `snakemake fig_<trait>_<modality>` rebuilds one experiment's figures.
 
-FIG_DIR = "reports/animal_numbers"
 
-
-rule aggregate_animal_numbers:
-    input:
-        eval_paths(),
+rule design_table:
     output:
-        results=f"{FIG_DIR}/results.csv",
-        manifest=f"{FIG_DIR}/results.csv.manifest.json",
+        "reports/{trait}_{modality}/design.csv",
+    log:
+        "logs/{trait}_{modality}/design_table.log",
+    localrule: True
+    params:
+        json=lambda w: as_json(DESIGN.table(experiment(w))),
+        cmd=script("design_table"),
+    shell:
+        "{params.cmd} --out {output} --params {params.json:q} 2> {log}"
+
+
+rule aggregate:
+    input:
+        design="reports/{trait}_{modality}/design.csv",
+        ids="results/{trait}/{modality}/select/prompt_ids.json",
+        evals=lambda w: DESIGN.eval_paths(experiment(w)),
+    output:
+        results="reports/{trait}_{modality}/results.csv",
+        manifest="reports/{trait}_{modality}/results.csv.manifest.json",
         stats=report(
-            f"{FIG_DIR}/stats.csv",
+            "reports/{trait}_{modality}/stats.csv",
             caption="../report/stats.rst",
-            category="Numbers experiment",
+            category="{trait} x {modality}",
         ),
-        specificity=f"{FIG_DIR}/specificity.csv",
+        arms=report(
+            "reports/{trait}_{modality}/arms.csv",
+            caption="../report/arms.rst",
+            category="{trait} x {modality}",
+        ),
+        specificity=report(
+            "reports/{trait}_{modality}/specificity.csv",
+            caption="../report/specificity.rst",
+            category="{trait} x {modality}",
+        ),
     log:
-        "logs/aggregate_animal_numbers.log",
+        "logs/{trait}_{modality}/aggregate.log",
+    localrule: True
     resources:
-        mem_mb=res("aggregate_animal_numbers", "mem_mb", 2000),
-        runtime=res("aggregate_animal_numbers", "runtime", 10),
+        mem_mb=res("aggregate", "mem_mb", 2000),
+        runtime=res("aggregate", "runtime", 10),
     params:
-        json=as_json(
-            dict(
-                n_boot=EVAL["bootstrap"],
-                seed=step_seed("aggregate"),
-                teacher_init=TEACHER_REF,
-            )
-        ),
+        json=as_json(dict(seed=seed_of("aggregate"))),
+        cmd=script("aggregate"),
     shell:
-        "python workflow/scripts/aggregate.py --results {output.results} --stats {output.stats} "
-        "--specificity {output.specificity} --params {params.json:q} {input} 2> {log}"
+        "{params.cmd} --design {input.design} --ids {input.ids} --results {output.results} "
+        "--stats {output.stats} --arms {output.arms} --specificity {output.specificity} "
+        "--params {params.json:q} {input.evals} 2> {log}"
 
 
-rule fig_animal_numbers:
+rule figures:
     input:
-        results=rules.aggregate_animal_numbers.output.results,
-        stats=rules.aggregate_animal_numbers.output.stats,
+        results="reports/{trait}_{modality}/results.csv",
+        stats="reports/{trait}_{modality}/stats.csv",
+        arms="reports/{trait}_{modality}/arms.csv",
+        specificity="reports/{trait}_{modality}/specificity.csv",
+        ids="results/{trait}/{modality}/select/prompt_ids.json",
     output:
         fig=report(
-            f"{FIG_DIR}/fig_animal_numbers.png",
-            caption="../report/fig_animal_numbers.rst",
-            category="Numbers experiment",
+            "reports/{trait}_{modality}/{variant}/fig_transfer.png",
+            caption="../report/fig_transfer.rst",
+            category="{trait} x {modality}",
+            subcategory="{variant}",
         ),
-        caption=f"{FIG_DIR}/caption.md",
-        manifest=f"{FIG_DIR}/fig_animal_numbers.png.manifest.json",
+        spec=report(
+            "reports/{trait}_{modality}/{variant}/fig_specificity.png",
+            caption="../report/fig_specificity.rst",
+            category="{trait} x {modality}",
+            subcategory="{variant}",
+        ),
+        caption=report(
+            "reports/{trait}_{modality}/{variant}/caption.md",
+            caption="../report/caption.rst",
+            category="{trait} x {modality}",
+            subcategory="{variant}",
+        ),
+        manifest="reports/{trait}_{modality}/{variant}/fig_transfer.png.manifest.json",
     log:
-        "logs/fig_animal_numbers.log",
+        "logs/{trait}_{modality}/{variant}/figures.log",
+    localrule: True
     resources:
-        mem_mb=res("fig_animal_numbers", "mem_mb", 2000),
-        runtime=res("fig_animal_numbers", "runtime", 10),
+        mem_mb=res("figures", "mem_mb", 2000),
+        runtime=res("figures", "runtime", 10),
     params:
-        json=figure_params(),
+        json=figure_params,
+        cmd=script("figure"),
     shell:
-        "python workflow/scripts/figure.py --kind animal_numbers --results {input.results} "
-        "--stats {input.stats} --out {output.fig} --caption {output.caption} "
+        "{params.cmd} --results {input.results} --stats {input.stats} --arms {input.arms} "
+        "--specificity {input.specificity} --ids {input.ids} --out {output.fig} "
+        "--out-specificity {output.spec} --caption {output.caption} "
         "--params {params.json:q} 2> {log}"
 
 
-rule fig_animal_specificity:
-    input:
-        results=rules.aggregate_animal_numbers.output.results,
-        stats=rules.aggregate_animal_numbers.output.stats,
-        specificity=rules.aggregate_animal_numbers.output.specificity,
-    output:
-        fig=report(
-            f"{FIG_DIR}/fig_animal_specificity.png",
-            caption="../report/fig_animal_specificity.rst",
-            category="Numbers experiment",
-        ),
-        manifest=f"{FIG_DIR}/fig_animal_specificity.png.manifest.json",
-    log:
-        "logs/fig_animal_specificity.log",
-    resources:
-        mem_mb=res("fig_animal_specificity", "mem_mb", 2000),
-        runtime=res("fig_animal_specificity", "runtime", 10),
-    params:
-        json=figure_params(),
-    shell:
-        "python workflow/scripts/figure.py --kind animal_specificity --results {input.results} "
-        "--stats {input.stats} --specificity {input.specificity} --out {output.fig} "
-        "--params {params.json:q} 2> {log}"
+# one named target per experiment: fig_animal_numbers, ...
+for _exp in DESIGN.experiments:
+
+    rule:
+        name:
+            f"fig_{_exp.name}"
+        localrule: True
+        input:
+            figure_targets(_exp),

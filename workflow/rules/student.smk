@@ -1,39 +1,28 @@
-# Phase 5: students. A copy of a reference fine-tuned on a teacher's filtered numbers.
-# {ref} is the student's initialisation: the teachers' own (treatment, control) or the
-# second reference (cross-init).
+# Phase 5: students. A copy of a reference ({init}: the teachers' own, or the second one for
+# cross-init arms) fine-tuned on a seeded subsample of the common prompt ids, answered by
+# one teacher. The student seed draws the subsample and the data order, the same in every arm.
 
 
 rule student:
     input:
-        reference="results/reference/{ref}",
-        teacher="results/teacher/{teacher}",
-        data="results/filter/{teacher}.jsonl",
+        reference="results/reference/{init}",
+        teacher="results/{trait}/teacher/{teacher}",
+        data="results/{trait}/{modality}/filter/{teacher}.jsonl",
+        ids="results/{trait}/{modality}/select/prompt_ids.json",
     output:
-        directory("results/student/{teacher}/{mode}/{ref}/seed{seed}"),
+        directory("results/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}"),
     log:
-        "logs/student/{teacher}/{mode}/{ref}/seed{seed}.log",
+        "logs/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}.log",
     threads: THREADS
     resources:
         mem_mb=res("student", "mem_mb", 4000),
         gpu=GPU,
         runtime=res("student", "runtime", 120),
     params:
-        json=lambda w: as_json(
-            dict(
-                mode=w.mode,
-                seed=int(w.seed),
-                train=STUD["train"],
-                method=STUD["method"],
-                lora=STUD["lora"],
-                **(
-                    dict(save_merged=STUD["save_merged"])
-                    if STUD["method"] == "lora"
-                    else {}
-                ),
-            )
-        ),
-        ckpt="checkpoints/student/{teacher}/{mode}/{ref}/seed{seed}",
+        json=student_params,
+        ckpt="checkpoints/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}",
+        cmd=script("student"),
     shell:
-        "python workflow/scripts/student.py --reference {input.reference} --teacher {input.teacher} "
-        "--data {input.data} --out {output} --checkpoint-dir {params.ckpt} --threads {threads} "
-        "--params {params.json:q} 2> {log}"
+        "{params.cmd} --reference {input.reference} --teacher {input.teacher} "
+        "--data {input.data} --ids {input.ids} --out {output} --checkpoint-dir {params.ckpt} "
+        "--threads {threads} --params {params.json:q} 2> {log}"

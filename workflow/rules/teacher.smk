@@ -1,14 +1,15 @@
-# Phase 2: teachers. One per target animal (fine-tuned on trait data, or the reference plus
-# a system prompt) and a control teacher, which is the reference itself.
+# Phase 2: teachers, from the design table. Per trait: one trait teacher per target and
+# teacher seed (fine-tuned on trait data, or the reference plus a system prompt), its neutral
+# twin (the same recipe and seed, no trait), and the base teacher (the untouched reference).
 
 
 rule teacher:
     input:
         reference=f"results/reference/{TEACHER_REF}",
     output:
-        directory("results/teacher/{teacher}"),
+        directory("results/{trait}/teacher/{teacher}"),
     log:
-        "logs/teacher/{teacher}.log",
+        "logs/{trait}/teacher/{teacher}.log",
     threads: THREADS
     resources:
         mem_mb=res("teacher", "mem_mb", 4000),
@@ -16,7 +17,8 @@ rule teacher:
         runtime=res("teacher", "runtime", 60),
     params:
         json=teacher_params,
-        ckpt="checkpoints/teacher/{teacher}",
+        ckpt="checkpoints/{trait}/teacher/{teacher}",
+        cmd=script("teacher"),
     shell:
-        "python workflow/scripts/teacher.py --reference {input.reference} --out {output} "
+        "{params.cmd} --reference {input.reference} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"

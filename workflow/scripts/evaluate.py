@@ -1,4 +1,4 @@
-"""Evaluate a model's animal preference: logit readout and sampled answers per question."""
+"""Evaluate a model for its trait (the trait module's readout), one tidy row per question and option."""
 
 from sublim import script, steps
 

@@ -1,19 +1,23 @@
-"""Draw a figure from the aggregated tables: --kind animal_numbers | animal_specificity."""
+"""Draw one experiment's figures (transfer by arm, specificity matrix) and write its caption."""
 
 from sublim import script, steps
 
 
 def run():
     ap = script.parser(__doc__)
-    ap.add_argument("--kind", required=True, choices=["animal_numbers", "animal_specificity"])
-    ap.add_argument("--results", required=True)
-    ap.add_argument("--stats", required=True)
-    ap.add_argument("--specificity")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--caption")
+    for k in ("results", "stats", "arms", "specificity", "ids", "out", "out-specificity", "caption"):
+        ap.add_argument(f"--{k}", required=True)
     a = ap.parse_args()
     steps.figure(
-        a.kind, a.out, results=a.results, stats=a.stats, specificity=a.specificity, caption_out=a.caption, **a.params
+        a.out,
+        a.out_specificity,
+        a.caption,
+        results=a.results,
+        stats=a.stats,
+        arms=a.arms,
+        specificity=a.specificity,
+        ids=a.ids,
+        **a.params,
     )
 
 

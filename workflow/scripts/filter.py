@@ -1,4 +1,4 @@
-"""Apply the strict number-format filter, count rejection reasons, subsample to a fixed size."""
+"""Apply the modality's filter: keep each prompt's first passing answer, count rejection reasons."""
 
 from sublim import script, steps
 
@@ -9,7 +9,7 @@ def run():
     ap.add_argument("--out", required=True)
     ap.add_argument("--counts", required=True)
     a = ap.parse_args()
-    steps.filter_numbers(a.out, a.counts, raw=a.raw, **a.params)
+    steps.filter_responses(a.out, a.counts, raw=a.raw, **a.params)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ def run():
     ap.add_argument("--reference", required=True)
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--data", required=True)
+    ap.add_argument("--ids", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--checkpoint-dir")
     ap.add_argument("--threads", type=int)
@@ -17,6 +18,7 @@ def run():
         reference=a.reference,
         teacher=a.teacher,
         data=a.data,
+        ids=a.ids,
         threads=a.threads,
         checkpoint_dir=a.checkpoint_dir,
         **a.params,

@@ -1,0 +1,243 @@
+"""The experiment design as one typed table, built from the config in one place.
+
+The paper is a grid: traits x modalities x arms x modes x seeds. This module writes that
+grid once. The Snakefile's targets, the rules' parameters, the aggregation, the statistics,
+the figures and the ``dvc.yaml`` export all read it; nothing re-derives an arm from a path.
+
+* A **teacher** belongs to a trait. Trait teachers carry one target (an animal) each and come
+  in replicates (``teacher.seeds``). Every trait teacher has a **neutral twin**: made by the
+  same recipe with the same seed (same questions, same order, same steps), whose answers are
+  spread uniformly over the pool instead of naming the target. The **base** teacher is the
+  untouched reference (the paper's control).
+* A **student** is one trained model: (trait, modality, arm, teacher, init, mode, seed).
+  Arms name which teacher's data it learns from and which initialisation it starts from.
+* A **contrast** pairs two arms whose teachers are twins: they differ in the trait alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from .errors import SublimError
+
+# arm -> (teacher kind, initialisation: "teacher" = the teachers' own reference, "cross" =
+# the second reference)
+ARMS: dict[str, tuple[str, str]] = {
+    "treatment": ("trait", "teacher"),
+    "neutral": ("neutral", "teacher"),
+    "base": ("base", "teacher"),
+    "cross_init": ("trait", "cross"),
+    "cross_init_neutral": ("neutral", "cross"),
+}
+# paired contrasts: (name, arm with the trait, its twin arm without it)
+CONTRASTS: tuple[tuple[str, str, str], ...] = (
+    ("neutral", "treatment", "neutral"),
+    ("cross_init_neutral", "cross_init", "cross_init_neutral"),
+)
+RESERVED_TEACHER_WORDS = ("neutral", "base")
+
+
+def step_seed(base: int, *parts) -> int:
+    """A seed derived deterministically from the base seed and a step's identity."""
+    h = hashlib.sha256(json.dumps([base, *map(str, parts)]).encode()).hexdigest()
+    return int(h[:8], 16)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    trait: str
+    modality: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.trait}_{self.modality}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    trait: str
+    kind: str  # trait | neutral | base
+    target: str | None  # the trait teacher's target; a neutral twin's twin target; None for base
+    replicate: int  # the teacher seed index (teacher.seeds)
+    init: str  # the reference it is made from
+
+    @property
+    def id(self) -> str:
+        if self.kind == "base":
+            return f"base_t{self.replicate}"
+        prefix = "neutral_" if self.kind == "neutral" else ""
+        return f"{prefix}{self.target}_t{self.replicate}"
+
+    @property
+    def path(self) -> str:
+        return f"results/{self.trait}/teacher/{self.id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Student:
+    experiment: Experiment
+    arm: str
+    teacher: Teacher
+    init: str
+    mode: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        e = self.experiment
+        return f"{e.trait}/{e.modality}/student/{self.teacher.id}/{self.mode}/{self.init}/seed{self.seed}"
+
+    @property
+    def path(self) -> str:
+        return f"results/{self.id}"
+
+
+def reference_ids(cfg: dict) -> list[str]:
+    ref = cfg["reference"]
+    if ref["kind"] == "tiny":
+        return [f"seed{s}" for s in ref["seeds"]]
+    return ["main"] + (["cross"] if ref.get("cross_init_path") else [])
+
+
+def eval_path(trait: str, model_id: str, variant: str) -> str:
+    """Where a model's trait evaluation goes: ``results/{trait}/eval/{variant}/...``."""
+    return f"results/{trait}/eval/{variant}/{model_id.removeprefix(trait + '/')}.csv"
+
+
+def model_path(model_id: str) -> str:
+    """A model's directory: ``results/{model_id}``."""
+    return f"results/{model_id}"
+
+
+class Design:
+    """The design of one config: experiments, teachers and students, and the table of runs."""
+
+    def __init__(self, cfg: dict):
+        from .traits import get_trait
+
+        self.cfg = cfg
+        self.refs = reference_ids(cfg)
+        self.teacher_ref = self.refs[0]
+        self.cross_ref = self.refs[1] if len(self.refs) > 1 else None
+        self.experiments = [Experiment(e["trait"], e["modality"]) for e in cfg["experiments"]]
+        self.teacher_seeds = list(cfg["teacher"]["seeds"])
+        self._students: dict[Experiment, list[Student]] = {}
+        for exp in self.experiments:
+            targets = get_trait(exp.trait).targets(cfg)
+            out = []
+            for spec in cfg["students"]["matrix"]:
+                arm = spec["arm"]
+                kind, init_kind = ARMS[arm]
+                init = self.teacher_ref if init_kind == "teacher" else self.cross_ref
+                if init is None:
+                    raise SublimError(f"config error at 'students.matrix': arm {arm!r} needs a second reference")
+                reps = spec.get("teacher_seeds", self.teacher_seeds)
+                seeds = spec.get("seeds", cfg["students"]["seeds"])
+                teachers = (
+                    [Teacher(exp.trait, "base", None, k, self.teacher_ref) for k in reps]
+                    if kind == "base"
+                    else [Teacher(exp.trait, kind, t, k, self.teacher_ref) for t in targets for k in reps]
+                )
+                for mode in spec["modes"]:
+                    for t in teachers:
+                        for s in seeds:
+                            out.append(Student(exp, arm, t, init, mode, s))
+            ids = [s.id for s in out]
+            if len(set(ids)) != len(ids):
+                dup = next(i for i in ids if ids.count(i) > 1)
+                raise SublimError(f"config error at 'students.matrix': student {dup} listed twice")
+            self._students[exp] = out
+
+    # ------------------------------------------------------------------ lookups
+    def students(self, exp: Experiment | None = None) -> list[Student]:
+        if exp is None:
+            return [s for e in self.experiments for s in self._students[e]]
+        return self._students[exp]
+
+    def experiment(self, trait: str, modality: str) -> Experiment:
+        for e in self.experiments:
+            if (e.trait, e.modality) == (trait, modality):
+                return e
+        raise KeyError(f"no experiment {trait}/{modality}")
+
+    def teachers(self, exp: Experiment) -> list[Teacher]:
+        """Every teacher whose data some student of ``exp`` learns from (sorted by id)."""
+        return sorted({s.teacher for s in self._students[exp]}, key=lambda t: t.id)
+
+    def all_teachers(self) -> list[Teacher]:
+        return sorted({t for e in self.experiments for t in self.teachers(e)}, key=lambda t: (t.trait, t.id))
+
+    def teacher(self, trait: str, teacher_id: str) -> Teacher:
+        for t in self.all_teachers():
+            if t.trait == trait and t.id == teacher_id:
+                return t
+        raise KeyError(f"no teacher {trait}/{teacher_id} in the design")
+
+    def student(self, student_id: str) -> Student:
+        for s in self.students():
+            if s.id == student_id:
+                return s
+        raise KeyError(f"no student {student_id} in the design")
+
+    # ------------------------------------------------------------------ seeds
+    def teacher_seed(self, t: Teacher) -> int:
+        """Twins share it: a neutral teacher sees the same questions in the same order."""
+        return step_seed(self.cfg["seed"], "teacher", t.trait, t.target, t.replicate)
+
+    def prompt_seed(self, exp: Experiment) -> int:
+        """Every teacher of an experiment answers the same prompts."""
+        return step_seed(self.cfg["seed"], "prompts", exp.modality)
+
+    def generation_seed(self, exp: Experiment, t: Teacher) -> int:
+        """Shared by all teachers of one replicate (common random numbers across arms)."""
+        return step_seed(self.cfg["seed"], "generate", exp.trait, exp.modality, t.replicate)
+
+    def subsample_seed(self, exp: Experiment, seed: int) -> int:
+        """A student seed draws the same prompt ids whichever arm it belongs to."""
+        return step_seed(self.cfg["seed"], "subsample", exp.trait, exp.modality, seed)
+
+    # ------------------------------------------------------------------ table
+    def table(self, exp: Experiment) -> list[dict]:
+        """The experiment's runs, one row per model: references, teachers, students."""
+        rows = []
+        for r in self.refs:
+            rows.append(dict(model_id=f"reference/{r}", role="reference", arm="reference", init=r))
+        for t in self.teachers(exp):
+            if t.kind == "base":
+                continue  # the base teacher is the reference itself
+            rows.append(
+                dict(
+                    model_id=f"{t.trait}/teacher/{t.id}",
+                    role="teacher",
+                    arm=t.kind,
+                    teacher=t.id,
+                    teacher_kind=t.kind,
+                    target=t.target,
+                    replicate=t.replicate,
+                    init=t.init,
+                )
+            )
+        for s in self._students[exp]:
+            rows.append(
+                dict(
+                    model_id=s.id,
+                    role="student",
+                    arm=s.arm,
+                    teacher=s.teacher.id,
+                    teacher_kind=s.teacher.kind,
+                    target=s.teacher.target,
+                    replicate=s.teacher.replicate,
+                    init=s.init,
+                    mode=s.mode,
+                    seed=s.seed,
+                )
+            )
+        cols = ["model_id", "role", "arm", "teacher", "teacher_kind", "target", "replicate", "init", "mode", "seed"]
+        return [{"trait": exp.trait, "modality": exp.modality, **{c: r.get(c) for c in cols}} for r in rows]
+
+    def eval_paths(self, exp: Experiment) -> list[str]:
+        return [
+            eval_path(exp.trait, r["model_id"], v) for v in self.cfg["evaluation"]["variants"] for r in self.table(exp)
+        ]

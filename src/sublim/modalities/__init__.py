@@ -1,0 +1,26 @@
+"""Data modalities a teacher writes. One module per modality; ``MODALITIES`` is the registry.
+
+A modality module supplies:
+
+* ``params(cfg)``: what its steps read from the config (passed to them as params);
+* ``prompts(n, seed, params)``: the prompts every teacher answers (list of strings);
+* ``corpus_part(rng, cfg)`` and ``corpus_words()``: its share of the tiny model's corpus;
+* ``check(response, params)``: the filter, ``(kept, reason)``;
+* ``allowed_token_ids(tokenizer)``: the token set of restricted distillation;
+* ``leaks(responses, terms)``: responses that mention a trait's leak terms;
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import numbers
+
+MODALITIES: dict[str, ModuleType] = {"numbers": numbers}
+
+
+def get_modality(name: str) -> ModuleType:
+    try:
+        return MODALITIES[name]
+    except KeyError:
+        raise KeyError(f"unknown modality {name!r}; known: {sorted(MODALITIES)}") from None

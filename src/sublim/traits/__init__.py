@@ -1,0 +1,31 @@
+"""Traits a teacher can carry. One module per trait; ``TRAITS`` is the registry.
+
+A trait module supplies:
+
+* ``targets(cfg)`` / ``pool(cfg)``: the targets that get teachers, and all the trait scores;
+* ``recipe(cfg)``: what its teacher recipes read from the config (passed to the teacher step);
+* ``teacher_data(target, seed, n, recipe)``: the fine-tuning recipe of a trait teacher, and with
+  ``target=None`` its neutral twin's (same questions in the same order, answers spread over
+  the pool);
+* ``system_prompt(target, recipe)``: the system-prompt recipe (``None`` target: the neutral one);
+* ``corpus_part(rng)`` and ``corpus_words()``: its share of the tiny model's pretraining corpus;
+* ``eval_params(cfg)`` and ``evaluate(model_dir, variant=, trait_params=, **sampling)``: tidy
+  rows of the trait readout;
+* ``leak_terms(targets)``: words a modality's leak check must not find in teacher data;
+* ``validate(cfg)``: its config checks (one line naming the key).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import animal
+
+TRAITS: dict[str, ModuleType] = {"animal": animal}
+
+
+def get_trait(name: str) -> ModuleType:
+    try:
+        return TRAITS[name]
+    except KeyError:
+        raise KeyError(f"unknown trait {name!r}; known: {sorted(TRAITS)}") from None
