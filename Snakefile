@@ -24,7 +24,7 @@ include: "workflow/rules/mnist.smk"
 
 rule all:
     default_target: True
-    localrule: True
     input:
         [figure_targets(e) for e in DESIGN.experiments],
         rules.fig_mnist.output if config["mnist"]["enabled"] else [],
+    localrule: True

@@ -191,14 +191,17 @@ def test_distillation_kl_is_float32_for_bf16_models(tiny_model_dir, mode):
     with torch.no_grad():
         s = training._completion_logits(m, *batch["student"])
         t = training._completion_logits(teacher, *batch["teacher"])
-    assert s.dtype == t.dtype == torch.bfloat16
+        s32 = training._completion_logits(m, *batch["student"], fp32=True, fp32_rows=allowed)
+        t32 = training._completion_logits(teacher, *batch["teacher"], fp32=True, fp32_rows=allowed)
+    assert s.dtype == t.dtype == torch.bfloat16 and s32.dtype == t32.dtype == torch.float32
     if allowed is not None:
         s, t = s[:, allowed], t[:, allowed]
-    want = F.kl_div(F.log_softmax(s.float(), -1), F.log_softmax(t.float(), -1), log_target=True, reduction="batchmean")
-    in_bf16 = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="batchmean")
+    want = F.kl_div(F.log_softmax(s32, -1), F.log_softmax(t32, -1), log_target=True, reduction="batchmean")
+    bf16_head = F.kl_div(F.log_softmax(s.float(), -1), F.log_softmax(t.float(), -1), log_target=True,
+                         reduction="batchmean")  # fmt: skip
     assert want.item() > 0
     torch.testing.assert_close(loss.detach(), want, rtol=1e-6, atol=1e-9)
-    assert abs(in_bf16.float().item() - want.item()) > 1e-6  # bf16 would be visibly different
+    assert abs(bf16_head.item() - want.item()) > 1e-7  # a bf16 head would round the logits first
 
 
 def test_distillation_kl_is_float32_under_bf16_autocast(tiny_model_dir):
@@ -211,8 +214,10 @@ def test_distillation_kl_is_float32_under_bf16_autocast(tiny_model_dir):
     }
     with torch.autocast("cpu", dtype=torch.bfloat16):
         s = training._completion_logits(m, *batch["student"])
+        s32 = training._completion_logits(m, *batch["student"], fp32=True)
         loss = training._loss("distill_full", m, teacher, batch, None)
-    assert s.dtype == torch.bfloat16  # the logits themselves come out of autocast in bf16
+    assert s.dtype == torch.bfloat16  # a plain head comes out of autocast in bf16
+    assert s32.dtype == torch.float32  # the distillation head does not
     assert loss.dtype == torch.float32
 
 

@@ -157,7 +157,11 @@ def make_reference(
 def _inputs_key(*paths) -> dict:
     """What a training checkpoint must match besides its settings and data: the hashes of
     the models it starts from (their manifests name their content)."""
-    return {str(p): manifest.sha256_file(Path(p) / manifest.MANIFEST) for p in paths}
+    out = {}
+    for p in paths:
+        m = Path(p) / manifest.MANIFEST
+        out[str(p)] = manifest.sha256_file(m) if m.exists() else manifest.sha256_path(p)
+    return out
 
 
 def make_teacher(

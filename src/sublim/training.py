@@ -98,11 +98,25 @@ def _batch(examples: list[Example], pad_id: int, teacher: bool, device="cpu"):
     return tuple(t.to(device) for t in (inp, att, torch.tensor(rows), torch.tensor(cols)))
 
 
-def _completion_logits(model, inp, att, rows, cols):
-    """Logits at the selected positions only: the LM head never sees prompt positions."""
+def _completion_logits(model, inp, att, rows, cols, *, fp32_rows=None, fp32: bool = False):
+    """Logits at the selected positions only: the LM head never sees prompt positions.
+
+    ``fp32``: apply the head in float32 outside autocast (distillation: its effects are
+    smaller than bf16 rounding), only over vocabulary rows ``fp32_rows`` when given."""
+    import torch
+    import torch.nn.functional as F
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = base.get_decoder()(input_ids=inp, attention_mask=att).last_hidden_state
-    return base.get_output_embeddings()(hidden[rows, cols])
+    hidden = base.get_decoder()(input_ids=inp, attention_mask=att).last_hidden_state[rows, cols]
+    head = base.get_output_embeddings()
+    if not fp32:
+        return head(hidden)
+    w, b = head.weight, head.bias
+    if fp32_rows is not None:
+        w = w[fp32_rows]
+        b = b[fp32_rows] if b is not None else None
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        return F.linear(hidden.float(), w.float(), b.float() if b is not None else None)
 
 
 def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -124,14 +138,14 @@ def _loss(mode, model, teacher, batch, allowed):
     import torch.nn.functional as F
 
     inp, att, rows, cols = batch["student"]
-    s = _completion_logits(model, inp, att, rows, cols)
     if mode in ("lm", "sft"):
-        return F.cross_entropy(s, inp[rows, cols + 1])
+        return F.cross_entropy(_completion_logits(model, inp, att, rows, cols), inp[rows, cols + 1])
+    # distillation: both heads in float32, restricted to the allowed rows in ``distill``
+    keep = allowed if mode == "distill" else None
+    s = _completion_logits(model, inp, att, rows, cols, fp32=True, fp32_rows=keep)
     t_inp, t_att, t_rows, t_cols = batch["teacher"]
     with torch.no_grad():
-        t = _completion_logits(teacher, t_inp, t_att, t_rows, t_cols)
-    if mode == "distill":
-        s, t = s[:, allowed], t[:, allowed]
+        t = _completion_logits(teacher, t_inp, t_att, t_rows, t_cols, fp32=True, fp32_rows=keep)
     log_s = F.log_softmax(s.float(), -1)
     log_t = F.log_softmax(t.float(), -1)
     return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")

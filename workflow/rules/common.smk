@@ -61,7 +61,11 @@ def experiment(w):
 
 def figure_targets(exp):
     d = f"reports/{exp.name}"
-    return [f"{d}/{v}/{f}" for v in VARIANTS for f in ("fig_transfer.png", "fig_specificity.png", "caption.md")]
+    return [
+        f"{d}/{v}/{f}"
+        for v in VARIANTS
+        for f in ("fig_transfer.png", "fig_specificity.png", "caption.md")
+    ]
 
 
 def vllm_params(backend, key=None):
@@ -107,7 +111,10 @@ def reference_params(wildcards):
     if REF["kind"] == "gguf" and wildcards.ref == "main":
         return as_json(
             dict(
-                kind="gguf", seed=0, gguf=REF["gguf"], system_prompt=REF["system_prompt"]
+                kind="gguf",
+                seed=0,
+                gguf=REF["gguf"],
+                system_prompt=REF["system_prompt"],
             )
         )
     path = REF["path"] if wildcards.ref == "main" else REF["cross_init_path"]

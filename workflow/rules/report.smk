@@ -102,6 +102,6 @@ for _exp in DESIGN.experiments:
     rule:
         name:
             f"fig_{_exp.name}"
-        localrule: True
         input:
             figure_targets(_exp),
+        localrule: True

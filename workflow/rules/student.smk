@@ -10,7 +10,9 @@ rule student:
         data="results/{trait}/{modality}/filter/{teacher}.jsonl",
         ids="results/{trait}/{modality}/select/prompt_ids.json",
     output:
-        directory("results/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}"),
+        directory(
+            "results/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}"
+        ),
     log:
         "logs/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}.log",
     threads: THREADS
