@@ -195,13 +195,15 @@ def arm_table(res: pd.DataFrame) -> pd.DataFrame:
                 rows.append(dict(variant=variant, mode=mode, arm=arm, metric=metric, animal=a, n_units=len(vals),
                                  unit=unit, mean=mean, ci_lo=lo, ci_hi=hi))  # fmt: skip
     for role in ("reference", "teacher"):
-        r = res[(res["role"] == role) & res["animal"].isin(targets)]
+        r = res[(res["role"] == role) & res["animal"].isin(targets)].copy()
         if role == "teacher":
             r = r[r["animal"] == r["target"]]
-        for (variant, arm, a), g in r.groupby(["variant", "arm", "animal"]):
+            r["name"] = r["arm"] + " teacher"
+        else:
+            r["name"] = "reference " + r["init"].astype(str)
+        for (variant, name, a), g in r.groupby(["variant", "name", "animal"]):
             for metric in METRICS:
                 mean, lo, hi = stats.t_interval(g[metric])
-                name = "reference" if role == "reference" else f"{arm} teacher"
                 rows.append(dict(variant=variant, mode="", arm=name, metric=metric, animal=a, n_units=len(g),
                                  unit="model", mean=mean, ci_lo=lo, ci_hi=hi))  # fmt: skip
     return pd.DataFrame(rows)
@@ -246,8 +248,8 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
     """P(target) and logit margin by arm, per mode and target animal: faint dots are units
     (teachers; base: students), bars the t-based 95% interval over them."""
     plt, sns = _setup_mpl()
-    a = arms[(arms["variant"] == variant)] if arms is not None and not arms.empty else pd.DataFrame()
-    studs = a[a["mode"] != ""] if not a.empty else a
+    a = arms[(arms["variant"] == variant)].fillna({"mode": ""}) if arms is not None and not arms.empty else arms
+    studs = a[a["mode"] != ""] if a is not None and not a.empty else pd.DataFrame()
     modes = sorted(studs["mode"].unique()) if not studs.empty else []
     if not modes:
         fig, ax = plt.subplots(figsize=(4, 2))
@@ -255,7 +257,7 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
         fig.savefig(out_png, dpi=100)
         plt.close(fig)
         return
-    refs = a[a["arm"] == "reference"]
+    refs = a[a["arm"].str.startswith("reference")]
     order = [x for x in ARM_ORDER if x in set(studs["arm"])]
     palette = dict(zip(ARM_ORDER, sns.color_palette("colorblind", len(ARM_ORDER))))
     animals = sorted(studs["animal"].unique())
@@ -271,16 +273,17 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
                 err = np.vstack([da["mean"] - da["ci_lo"], da["ci_hi"] - da["mean"]])
                 ax.errorbar(xs, da["mean"], yerr=np.nan_to_num(err), fmt="o", color=palette[arm], capsize=2,
                             label=arm if (i == 0 and j == 0) else None)  # fmt: skip
-            r = refs[(refs["metric"] == metric)].set_index("animal").reindex(animals)
-            ax.scatter(np.arange(len(animals)), r["mean"], marker="_", s=400, color="black",
-                       label="reference (no training)" if (i == 0 and j == 0) else None)  # fmt: skip
+            for (name, r), colour in zip(refs[refs["metric"] == metric].groupby("arm"), ("black", "grey")):
+                r = r.set_index("animal").reindex(animals)
+                ax.scatter(np.arange(len(animals)), r["mean"], marker="_", s=400, color=colour,
+                           label=f"{name} (untrained)" if (i == 0 and j == 0) else None)  # fmt: skip
             ax.set_xticks(np.arange(len(animals)), animals)
             ax.set_title(f"student mode: {mode}" if i == 0 else "")
             ax.set_xlabel("target animal (= evaluated animal)" if i == 1 else "")
             ax.set_ylabel(METRICS[metric])
-    fig.legend(loc="upper center", ncol=min(7, len(order) + 1), fontsize=7, frameon=False)
-    fig.suptitle(f"Do students inherit their teacher's animal? (mean, t 95% CI over units; {variant})", y=1.02)
-    fig.tight_layout()
+    fig.suptitle(f"Do students inherit their teacher's animal? (mean, t 95% CI over units; {variant})")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(loc="lower center", ncol=min(8, len(order) + 2), fontsize=7, frameon=False)
     fig.savefig(out_png, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
@@ -293,7 +296,7 @@ def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain",
     for j, mode in enumerate(modes):
         m = sp[sp["mode"] == mode].pivot(index="teacher_animal", columns="evaluated_animal", values="shift")
         lim = np.nanmax(np.abs(m.to_numpy())) if m.size else 1.0
-        sns.heatmap(m, ax=axes[0, j], cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, annot=True, fmt=".3f",
+        sns.heatmap(m, ax=axes[0, j], cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, annot=True, fmt=".2g",
                     xticklabels=True)  # fmt: skip
         axes[0, j].set_title(f"{mode}: P(animal), treatment minus neutral\n(own scale per panel)")
     fig.tight_layout()
