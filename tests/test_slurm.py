@@ -50,7 +50,6 @@ def squeue_ids():
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory):
     wd = tmp_path_factory.mktemp("slurm")
-    (wd / "workflow").symlink_to(ROOT / "workflow")
     t0 = time.time()
     log = open(wd / "snakemake.log", "w")
     proc = subprocess.Popen(snakemake_slurm(wd, "all"), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -81,8 +80,21 @@ def test_every_job_went_through_sbatch(slurm_run):
     wd, _, wall = slurm_run
     ms = _manifests(wd)
     assert len(ms) > 50
-    ids = {m["slurm_job_id"] for m in ms.values()}
-    assert None not in ids
+    # the seconds-long steps are localrules: they run beside Snakemake, not through sbatch
+    local = {
+        "corpus",
+        "tokenizer",
+        "filter",
+        "select_prompts",
+        "aggregate",
+        "figure",
+        "mnist_data",
+        "fig_mnist",
+        "design_table",
+    }
+    assert all(m["slurm_job_id"] is None for m in ms.values() if m["step"] in local)
+    ids = {m["slurm_job_id"] for m in ms.values() if m["step"] not in local}
+    assert None not in ids and len(ids) > 30
     listed = squeue_ids()
     missing = sorted(i for i in ids if i not in listed)
     assert not missing, f"job ids not known to squeue: {missing}"
@@ -100,7 +112,6 @@ def test_cancelled_training_job_was_retried_and_resumed(slurm_run):
 
 
 def test_dry_run_with_the_profile_submits_nothing(cluster, tmp_path):
-    (tmp_path / "workflow").symlink_to(ROOT / "workflow")
     before = set(squeue_ids())
     res = subprocess.run(snakemake_slurm(tmp_path, "-n", "all"), cwd=ROOT, capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -108,7 +119,6 @@ def test_dry_run_with_the_profile_submits_nothing(cluster, tmp_path):
 
 
 def test_impossible_request_fails_fast_naming_the_rule(cluster, tmp_path):
-    (tmp_path / "workflow").symlink_to(ROOT / "workflow")
     t0 = time.time()
     res = subprocess.run(
         snakemake_slurm(tmp_path, "--set-resources", "corpus:mem_mb=99000000", "--retries", "0",

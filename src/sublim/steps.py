@@ -496,10 +496,13 @@ def design_table(out_csv, *, rows: list[dict]):
     """The experiment's design table, as the Snakefile built it from the config."""
     import pandas as pd
 
+    t0 = time.time()
     if not rows:
         raise SublimError("the design table is empty")
     with manifest.atomic_path(out_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
+    m = manifest.build_manifest("design_table", {"n_models": len(rows)}, {}, None, t0)
+    manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
 
 
 def aggregate(evals, *, design, ids, out_results, out_stats, out_arms, out_specificity, seed: int = 0):

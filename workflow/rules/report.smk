@@ -4,7 +4,8 @@
 
 rule design_table:
     output:
-        "reports/{trait}_{modality}/design.csv",
+        table="reports/{trait}_{modality}/design.csv",
+        manifest="reports/{trait}_{modality}/design.csv.manifest.json",
     log:
         "logs/{trait}_{modality}/design_table.log",
     localrule: True
@@ -12,7 +13,7 @@ rule design_table:
         json=lambda w: as_json(DESIGN.table(experiment(w))),
         cmd=script("design_table"),
     shell:
-        "{params.cmd} --out {output} --params {params.json:q} 2> {log}"
+        "{params.cmd} --out {output.table} --params {params.json:q} 2> {log}"
 
 
 rule aggregate:
