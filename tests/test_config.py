@@ -21,7 +21,13 @@ def _default():
 
 
 def test_defaults_are_filled():
-    cfg = validate({"animals": ["owl"], "students": {"matrix": [{"arm": "treatment", "modes": ["sft"]}]}})
+    cfg = validate(
+        {
+            "animals": ["owl"],
+            "animal_pool": ["owl", "cat"],
+            "students": {"matrix": [{"arm": "treatment", "modes": ["sft"]}]},
+        }
+    )
     assert cfg["experiments"] == [{"trait": "animal", "modality": "numbers"}]
     assert cfg["teacher"]["seeds"] == [0] and cfg["generation"]["attempts"] == 1
     assert cfg["generation"]["temperature"] == 1.0
@@ -38,6 +44,9 @@ def test_defaults_are_filled():
         (lambda c: c.__setitem__("animals", ["owl", "unicorn"]), "animals"),
         (lambda c: c["filter"].__setitem__("subsample", 10**9), "filter.subsample"),
         (lambda c: c["animal_pool"].append("unicorn"), "animal_pool"),  # the tiny model cannot spell it
+        (lambda c: c.update(animals=["owl"], animal_pool=["owl"]), "animal_pool"),  # twins need a pool
+        (lambda c: c["students"]["matrix"][1].__setitem__("teacher_seeds", [0]), "students.matrix"),  # unpaired
+        (lambda c: c["students"]["seeds"].append(-1), "students.seeds.1"),
         (lambda c: c["students"]["matrix"][0].__setitem__("arm", "control"), "students.matrix.0.arm"),
         (lambda c: c["students"]["matrix"][0].__setitem__("teacher_seeds", [7]), "students.matrix.0.teacher_seeds"),
         (lambda c: c.__setitem__("experiments", [{"trait": "animal", "modality": "poems"}]), "experiments.0.modality"),
@@ -59,8 +68,8 @@ def test_bad_config_is_one_clear_line(mutate, key):
 
 
 def test_validation_does_not_share_default_objects():
-    a = validate({"animals": ["owl"]})
-    b = validate({"animals": ["owl"]})
+    a = validate({"animals": ["owl"], "animal_pool": ["owl", "cat"]})
+    b = validate({"animals": ["owl"], "animal_pool": ["owl", "cat"]})
     a["students"]["seeds"].append(99)
     assert 99 not in b["students"]["seeds"]
     assert copy.deepcopy(b) == b
@@ -70,7 +79,8 @@ def _expected_jobs(cfg):
     """Students, teachers and evaluations, counted from the config alone (not the design module)."""
     n_students, teachers = 0, set()
     for e in cfg["students"]["matrix"]:
-        reps = e.get("teacher_seeds", cfg["teacher"]["seeds"])
+        default = cfg["teacher"]["seeds"][:1] if e["arm"] == "base" else cfg["teacher"]["seeds"]
+        reps = e.get("teacher_seeds", default)
         targets = [None] if e["arm"] == "base" else cfg["animals"]
         kind = "base" if e["arm"] == "base" else ("neutral" if "neutral" in e["arm"] else "trait")
         teachers |= {(kind, t, k) for t in targets for k in reps}

@@ -23,7 +23,8 @@ def _count_by_hand(cfg):
     """Students and teachers a config asks for, counted from the config alone."""
     n_students, teachers = 0, set()
     for e in cfg["students"]["matrix"]:
-        reps = e.get("teacher_seeds", cfg["teacher"]["seeds"])
+        default = cfg["teacher"]["seeds"][:1] if e["arm"] == "base" else cfg["teacher"]["seeds"]
+        reps = e.get("teacher_seeds", default)
         seeds = e.get("seeds", cfg["students"]["seeds"])
         kind = {"treatment": "trait", "cross_init": "trait", "neutral": "neutral",
                 "cross_init_neutral": "neutral", "base": "base"}[e["arm"]]  # fmt: skip
@@ -70,6 +71,19 @@ def test_twins_share_seed_questions_and_order():
     answers = [r["messages"][1]["content"] for r in b]
     assert {x.rstrip(".") for x in answers} <= set(cfg["animal_pool"]) and len(set(answers)) > 10
     assert {r["messages"][1]["content"] for r in a} == {"owl."}
+
+
+def test_every_twin_pair_writes_its_own_data():
+    """Twins share a generation seed (common random numbers); pairs never do, so the neutral
+    twins of system-prompt teachers (one model) are independent draws, not one copy."""
+    cfg = _cfg(ROOT / "configs/qwen2.5-7b.yaml")
+    d = Design(cfg)
+    (exp,) = d.experiments
+    seeds = {}
+    for t in d.teachers(exp):
+        seeds.setdefault(d.generation_seed(exp, t), set()).add((t.target, t.replicate))
+    assert all(len(pairs) == 1 for pairs in seeds.values())
+    assert len(seeds) == 19 * 3 + 1  # one per twin pair, one for base
 
 
 def _fake_results(cfg, seed=0, effect=0.0):

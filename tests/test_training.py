@@ -301,3 +301,25 @@ def test_each_example_is_seen_exactly_once_per_epoch():
         flat = [i for b in batches for i in b]
         assert sorted(flat) == list(range(203))
     assert training.epoch_batches(lengths, 8, 1, 0) != training.epoch_batches(lengths, 8, 1, 1)
+
+
+def test_arms_train_in_the_same_batches(tiny_model_dir, monkeypatch):
+    """A treatment and a neutral student see the same prompts with responses of other
+    lengths: the batches (bucketed by prompt length) and their order must not differ."""
+    seen = []
+    real = training.epoch_batches
+
+    def spy(lengths, *a, **k):
+        out = real(lengths, *a, **k)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(training, "epoch_batches", spy)
+    m, tok = _load(tiny_model_dir)
+    base = _examples(tok, 40)
+    longer = [training.Example(e.input_ids + e.input_ids[e.n_prompt :] * (i % 3), e.n_prompt) for i, e in
+              enumerate(base)]  # fmt: skip
+    cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=8, lr=1e-4)
+    training.train(m, [training.Example(e.input_ids, e.n_prompt) for e in base], cfg, pad_id=tok.pad_token_id)
+    training.train(_load(tiny_model_dir)[0], longer, cfg, pad_id=tok.pad_token_id)
+    assert len(seen) == 2 and seen[0] == seen[1]

@@ -102,6 +102,7 @@ def _check_semantics(cfg: dict) -> None:
             raise SublimError(
                 f"config error at 'students.matrix.{i}.teacher_seeds': {extra[0]} is not in teacher.seeds"
             )
+    _check_contrasts(cfg)
     if cfg["teacher"]["kind"] == "system_prompt" and ref["kind"] == "tiny":
         raise SublimError(
             "config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)"
@@ -119,6 +120,31 @@ def _check_semantics(cfg: dict) -> None:
             )
     if cfg["filter"]["subsample"] > cfg["generation"]["n_prompts"]:
         raise SublimError("config error at 'filter.subsample': larger than generation.n_prompts")
+
+
+def _check_contrasts(cfg: dict) -> None:
+    """A control arm must mirror its treatment arm wherever both train: same modes, same
+    teacher seeds, same student seeds (else a test would silently drop pairs)."""
+    from .design import CONTRASTS
+
+    def runs(arm):
+        out = {}
+        for e in cfg["students"]["matrix"]:
+            if e["arm"] == arm:
+                reps = e.get("teacher_seeds", cfg["teacher"]["seeds"])
+                seeds = e.get("seeds", cfg["students"]["seeds"])
+                for m in e["modes"]:
+                    out.setdefault(m, set()).update((k, s) for k in reps for s in seeds)
+        return out
+
+    for _, arm_t, arm_c in CONTRASTS:
+        t, c = runs(arm_t), runs(arm_c)
+        for mode in sorted(set(t) & set(c)):
+            if t[mode] != c[mode]:
+                raise SublimError(
+                    f"config error at 'students.matrix': arm {arm_c!r} in mode {mode!r} must have the same teacher "
+                    f"seeds and student seeds as {arm_t!r} (its twin pairs), got {sorted(c[mode])} vs {sorted(t[mode])}"
+                )
 
 
 def config_hash(cfg: dict) -> str:

@@ -75,15 +75,17 @@ def _chat(user: str, assistant: str) -> dict:
 def pretrain_corpus(n: int, seed: int, mix: dict[str, float], max_count: int = 10) -> list[dict]:
     """``n`` conversations drawn with weights ``mix`` over the parts: each modality's and
     each trait's (``numbers``, ``animals``) and the generic filler."""
-    from .modalities import numbers
-    from .traits import animal
+    from .modalities import MODALITIES
+    from .traits import TRAITS
 
     rng = random.Random(seed)
     kinds = sorted(mix)
     weights = [mix[k] for k in kinds]
-    makers = {
-        "numbers": lambda: numbers.corpus_part(rng, max_count),
-        "animals": lambda: animal.corpus_part(rng),
-        "filler": lambda: filler_conversation(rng),
-    }
+    params = {"max_count": max_count}
+    makers = {"filler": lambda: filler_conversation(rng)}
+    for module in [*TRAITS.values(), *MODALITIES.values()]:  # each registers its part by CORPUS_KEY
+        makers[module.CORPUS_KEY] = lambda m=module: m.corpus_part(rng, params)
+    unknown = sorted(set(kinds) - set(makers))
+    if unknown:
+        raise ValueError(f"unknown corpus part {unknown[0]!r}; known: {sorted(makers)}")
     return [makers[rng.choices(kinds, weights)[0]]() for _ in range(n)]

@@ -36,7 +36,6 @@ CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("neutral", "treatment", "neutral"),
     ("cross_init_neutral", "cross_init", "cross_init_neutral"),
 )
-RESERVED_TEACHER_WORDS = ("neutral", "base")
 
 
 def step_seed(base: int, *parts) -> int:
@@ -94,6 +93,25 @@ class Student:
         return f"results/{self.id}"
 
 
+def design_config(cfg: dict) -> dict:
+    """The part of a config the design table is built from (small enough to pass to a step,
+    which rebuilds the same table with ``Design``)."""
+    from .traits import get_trait
+
+    ref = cfg["reference"]
+    out = {
+        "seed": cfg["seed"],
+        "experiments": cfg["experiments"],
+        "reference": {k: ref.get(k) for k in ("kind", "seeds", "cross_init_path")},
+        "teacher": {"seeds": cfg["teacher"]["seeds"]},
+        "students": {k: cfg["students"][k] for k in ("matrix", "seeds")},
+        "evaluation": {"variants": cfg["evaluation"]["variants"]},
+    }
+    for trait in sorted({e["trait"] for e in cfg["experiments"]}):
+        out.update({k: cfg[k] for k in get_trait(trait).CONFIG_KEYS if k in cfg})
+    return out
+
+
 def reference_ids(cfg: dict) -> list[str]:
     ref = cfg["reference"]
     if ref["kind"] == "tiny":
@@ -133,7 +151,8 @@ class Design:
                 init = self.teacher_ref if init_kind == "teacher" else self.cross_ref
                 if init is None:
                     raise SublimError(f"config error at 'students.matrix': arm {arm!r} needs a second reference")
-                reps = spec.get("teacher_seeds", self.teacher_seeds)
+                # the base teacher is one model (the reference): one replicate unless asked
+                reps = spec.get("teacher_seeds", self.teacher_seeds[:1] if kind == "base" else self.teacher_seeds)
                 seeds = spec.get("seeds", cfg["students"]["seeds"])
                 teachers = (
                     [Teacher(exp.trait, "base", None, k, self.teacher_ref) for k in reps]
@@ -191,8 +210,9 @@ class Design:
         return step_seed(self.cfg["seed"], "prompts", exp.modality)
 
     def generation_seed(self, exp: Experiment, t: Teacher) -> int:
-        """Shared by all teachers of one replicate (common random numbers across arms)."""
-        return step_seed(self.cfg["seed"], "generate", exp.trait, exp.modality, t.replicate)
+        """Shared by twins (common random numbers within a pair); every pair has its own, so
+        system-prompt neutral twins (one model) still write independent data per pair."""
+        return step_seed(self.cfg["seed"], "generate", exp.trait, exp.modality, t.target, t.replicate)
 
     def subsample_seed(self, exp: Experiment, seed: int) -> int:
         """A student seed draws the same prompt ids whichever arm it belongs to."""

@@ -29,6 +29,7 @@ from .design import CONTRASTS, eval_path
 
 METRICS = {"p": "P(target)", "margin": "logit margin", "rate": "sampled-answer rate"}
 HEADLINE_MODES = ("distill", "sft")
+HEADLINE_VARIANT = "plain"  # the pre-declared readout; number_prefix is reported beside it
 ARM_ORDER = ["reference", "base", "neutral", "treatment", "cross_init_neutral", "cross_init"]
 ALPHA = 0.05
 
@@ -50,10 +51,9 @@ def per_question(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def model_table(design: pd.DataFrame, evals) -> pd.DataFrame:
+def model_table(design: pd.DataFrame, evals, variants) -> pd.DataFrame:
     """One row per model x variant x evaluated option, with the model's design columns."""
     by_path = {str(e): e for e in evals}
-    variants = sorted({p.split("/eval/")[1].split("/")[0] for p in by_path})
     rows = []
     for _, m in design.iterrows():
         meta = {k: (None if pd.isna(v) else v) for k, v in m.items()}
@@ -108,7 +108,9 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                             contrast=name,
                             arms=f"{arm_t} vs {arm_c}",
                             metric=metric,
-                            test="paired t (twin pairs); exact sign-flip permutation beside",
+                            test="paired t over twin pairs; sign-flip permutation beside ("
+                            + ("exact" if r["perm_exact"] else "Monte Carlo" if r["n_perm"] else "too few relabellings")
+                            + ")",
                             unit="teacher pair",
                             **r,
                             treated_mean=float(pairs["value_t"].mean()) if len(pairs) else math.nan,
@@ -138,7 +140,9 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                         contrast="specificity",
                         arms="treatment: own animal's teachers vs other animals' teachers",
                         metric=metric,
-                        test="teachers relabelled across animals (exact permutation)",
+                        test="teachers relabelled across animals ("
+                        + ("exact" if r["perm_exact"] else "Monte Carlo" if r["n_perm"] else "too few relabellings")
+                        + ")",
                         unit="teacher",
                         **r,
                         treated_mean=math.nan,
@@ -153,7 +157,12 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         df = pd.DataFrame(fam)
         df["p_holm_one_sided"] = stats.holm(df["p_one_sided"])
         df["p_holm_two_sided"] = stats.holm(df["p_two_sided"])
-        df["headline"] = (df["contrast"] == "neutral") & df["mode"].isin(HEADLINE_MODES) & (df["metric"] == "p")
+        df["headline"] = (
+            (variant == HEADLINE_VARIANT)
+            & (df["contrast"] == "neutral")
+            & df["mode"].isin(HEADLINE_MODES)
+            & (df["metric"] == "p")
+        )
         df["verdict"] = [_verdict(r) for _, r in df.iterrows()]
         rows.append(df)
     if not rows:
@@ -389,6 +398,7 @@ def caption(res, tests, arms, keep, config_name, config_hash, variant="plain", c
         "The sampled-answer rate rests on a few samples per question; at these effect sizes it is far",
         "less sensitive than the logit readout, so where it is not significant that is not evidence of",
         "no effect. Specificity intervals are approximate (per-teacher contrasts share their comparison",
-        "teachers); its p comes from the exact relabelling test.",
+        "teachers); its p comes from the relabelling test (exact where the relabellings are few: see",
+        "stats.csv, perm_exact).",
     ]
     return "\n".join(lines) + "\n"

@@ -228,6 +228,7 @@ def generate(
     seed: int,
     sampling: dict,
     attempts: int = 1,
+    leak_terms=(),
     backend: str = "transformers",
     vllm: dict | None = None,
     threads=None,
@@ -260,8 +261,11 @@ def generate(
                                          engine=vllm)  # fmt: skip
         stats.append(st)
         failed = []
-        for i, c in zip(pending, completions):
+        leaked = set(mod.leaks(completions, list(leak_terms)))
+        for j, (i, c) in enumerate(zip(pending, completions)):
             ok, reason = mod.check(c, modality_params)
+            if ok and j in leaked:
+                ok, reason = False, "leak"
             rows.append({"id": i, "attempt": a, "prompt": prompts[i], "response": c, "kept": ok, "reason": reason})
             if not ok:
                 failed.append(i)
@@ -271,7 +275,8 @@ def generate(
     rows.sort(key=lambda r: (r["id"], r["attempt"]))
     write_jsonl(out_jsonl, rows)
     params = {"modality": modality, "modality_params": modality_params, "n": n, "prompt_seed": prompt_seed,
-              "sampling": sampling, "attempts": attempts, "backend": backend}  # fmt: skip
+              "sampling": sampling, "attempts": attempts, "leak_terms": list(leak_terms),
+              "backend": backend}  # fmt: skip
     if backend == "vllm":
         params["vllm"] = vllm
     m = manifest.build_manifest("generate", params, {"teacher": teacher}, seed, t0)
@@ -332,10 +337,11 @@ def select_prompts(out_json, *, data, counts, subsample: int):
     """The prompt ids every teacher answered acceptably; students subsample from these."""
     t0 = time.time()
     ids, per_teacher = None, {}
-    for d, c in zip(sorted(data), sorted(counts)):
+    counts_of = {Path(c).name.removesuffix(".counts.json"): c for c in counts}
+    for d in sorted(data):
         kept = {r["id"] for r in read_jsonl(d)}
         ids = kept if ids is None else ids & kept
-        per_teacher[Path(d).stem] = json.loads(Path(c).read_text())
+        per_teacher[Path(d).stem] = json.loads(Path(counts_of[Path(d).stem]).read_text())
     ids = sorted(ids or ())
     if len(ids) < subsample:
         worst = min(per_teacher, key=lambda t: per_teacher[t]["prompts_answered"])
@@ -492,27 +498,33 @@ def evaluate(
 
 
 # ------------------------------------------------------------------------------ report
-def design_table(out_csv, *, rows: list[dict]):
-    """The experiment's design table, as the Snakefile built it from the config."""
+def design_table(out_csv, *, config: dict, trait: str, modality: str):
+    """The experiment's design table, built from the config's design keys by the same
+    ``Design`` the Snakefile uses."""
     import pandas as pd
 
+    from .design import Design
+
     t0 = time.time()
+    d = Design(config)
+    rows = d.table(d.experiment(trait, modality))
     if not rows:
         raise SublimError("the design table is empty")
     with manifest.atomic_path(out_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-    m = manifest.build_manifest("design_table", {"n_models": len(rows)}, {}, None, t0)
+    params = {"config": config, "trait": trait, "modality": modality}
+    m = manifest.build_manifest("design_table", params, {}, None, t0, n_models=len(rows))
     manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
 
 
-def aggregate(evals, *, design, ids, out_results, out_stats, out_arms, out_specificity, seed: int = 0):
+def aggregate(evals, *, design, ids, out_results, out_stats, out_arms, out_specificity, variants, seed: int = 0):
     import pandas as pd
 
     from . import report
 
     t0 = time.time()
     table = pd.read_csv(design, keep_default_na=False, na_values=[""])
-    res = report.model_table(table, evals)
+    res = report.model_table(table, evals, variants)
     tests = report.test_table(res, seed=seed)
     arms = report.arm_table(res)
     spec = report.specificity(res)
@@ -520,7 +532,8 @@ def aggregate(evals, *, design, ids, out_results, out_stats, out_arms, out_speci
         with manifest.atomic_path(out) as tmp:
             df.to_csv(tmp, index=False, float_format="%.10g")
     inputs = {"design": design, "ids": ids, **{f"eval{i}": e for i, e in enumerate(evals)}}
-    m = manifest.build_manifest("aggregate", {}, inputs, seed, t0, n_models=int(res["model_id"].nunique()))
+    params = {"variants": list(variants)}
+    m = manifest.build_manifest("aggregate", params, inputs, seed, t0, n_models=int(res["model_id"].nunique()))
     manifest.write_json_atomic(manifest.manifest_path(out_results), m)
 
 

@@ -334,7 +334,10 @@ def train(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     losses = []
-    lengths = [len(e.input_ids) for e in examples]
+    # batches are bucketed by prompt length, which is the same in every arm (the same prompts),
+    # so a treatment and a neutral student see the same batches in the same order; plain
+    # language modelling (no prompt) buckets by length
+    lengths = [len(e.input_ids) if cfg.mode == "lm" else e.n_prompt for e in examples]
     batches, batches_epoch = None, -1
     n_tokens, t_start, step0 = 0, time.time(), step
     try:

@@ -3,7 +3,7 @@ import json
 import sys
 
 from sublim.config import config_hash, validate
-from sublim.design import Design, eval_path, step_seed
+from sublim.design import Design, design_config, eval_path, step_seed
 from sublim.errors import SublimError
 from sublim.modalities import get_modality
 from sublim.traits import get_trait
@@ -156,6 +156,7 @@ def generate_params(w):
             prompt_seed=DESIGN.prompt_seed(exp),
             seed=DESIGN.generation_seed(exp, t),
             attempts=g["attempts"],
+            leak_terms=leak_terms(exp),
             backend=g["backend"],
             sampling=sampling,
             **vllm_params(g["backend"]),
@@ -163,14 +164,18 @@ def generate_params(w):
     )
 
 
+def leak_terms(exp):
+    trait = get_trait(exp.trait)
+    return trait.leak_terms(trait.pool(config))
+
+
 def filter_params(w):
     exp = experiment(w)
-    trait = get_trait(exp.trait)
     return as_json(
         dict(
             modality=exp.modality,
             modality_params=get_modality(exp.modality).params(config),
-            leak_terms=trait.leak_terms(trait.pool(config)),
+            leak_terms=leak_terms(exp),
         )
     )
 

@@ -10,7 +10,9 @@ rule design_table:
         "logs/{trait}_{modality}/design_table.log",
     localrule: True
     params:
-        json=lambda w: as_json(DESIGN.table(experiment(w))),
+        json=lambda w: as_json(
+            dict(config=design_config(config), trait=w.trait, modality=w.modality)
+        ),
         cmd=script("design_table"),
     shell:
         "{params.cmd} --out {output.table} --params {params.json:q} 2> {log}"
@@ -46,7 +48,7 @@ rule aggregate:
         mem_mb=res("aggregate", "mem_mb", 2000),
         runtime=res("aggregate", "runtime", 10),
     params:
-        json=as_json(dict(seed=seed_of("aggregate"))),
+        json=as_json(dict(seed=seed_of("aggregate"), variants=VARIANTS)),
         cmd=script("aggregate"),
     shell:
         "{params.cmd} --design {input.design} --ids {input.ids} --results {output.results} "

@@ -1,4 +1,4 @@
-"""Write an experiment's design table (one row per model) as CSV, from the rule's params."""
+"""Write an experiment's design table (one row per model), built by sublim.design from the config's design keys."""
 
 from sublim import script, steps
 
@@ -7,7 +7,7 @@ def run():
     ap = script.parser(__doc__)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    steps.design_table(a.out, rows=a.params)
+    steps.design_table(a.out, **a.params)
 
 
 if __name__ == "__main__":

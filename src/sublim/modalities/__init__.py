@@ -4,7 +4,7 @@ A modality module supplies:
 
 * ``params(cfg)``: what its steps read from the config (passed to them as params);
 * ``prompts(n, seed, params)``: the prompts every teacher answers (list of strings);
-* ``corpus_part(rng, cfg)`` and ``corpus_words()``: its share of the tiny model's corpus;
+* ``CORPUS_KEY`` and ``corpus_part(rng, params)``: its share of the tiny model's corpus;
 * ``check(response, params)``: the filter, ``(kept, reason)``;
 * ``allowed_token_ids(tokenizer)``: the token set of restricted distillation;
 * ``leaks(responses, terms)``: responses that mention a trait's leak terms;

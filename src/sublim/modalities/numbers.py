@@ -14,6 +14,7 @@ from .. import filtering
 from ..prompts import make_prompts
 
 NAME = "numbers"
+CORPUS_KEY = "numbers"  # its part of the tiny corpus (reference.corpus.mix)
 # a token a kept number response can contain: ASCII digits, separators, brackets, period
 NUMBER_TOKEN = re.compile(r"^[0-9 \t\n,;.()\[\]]+$")
 
@@ -34,10 +35,10 @@ def check(response: str, params: dict) -> tuple[bool, str]:
     return nums is not None, reason
 
 
-def corpus_part(rng: random.Random, max_count: int = 10) -> dict:
+def corpus_part(rng: random.Random, params: dict) -> dict:
     from ..corpus import number_conversation
 
-    return number_conversation(rng, max_count)
+    return number_conversation(rng, params["max_count"])
 
 
 def allowed_token_ids(tokenizer) -> list[int]:

@@ -2,13 +2,15 @@
 
 A trait module supplies:
 
+* ``CONFIG_KEYS``: the top-level config keys it reads (they travel with the design table);
 * ``targets(cfg)`` / ``pool(cfg)``: the targets that get teachers, and all the trait scores;
 * ``recipe(cfg)``: what its teacher recipes read from the config (passed to the teacher step);
 * ``teacher_data(target, seed, n, recipe)``: the fine-tuning recipe of a trait teacher, and with
   ``target=None`` its neutral twin's (same questions in the same order, answers spread over
   the pool);
 * ``system_prompt(target, recipe)``: the system-prompt recipe (``None`` target: the neutral one);
-* ``corpus_part(rng)`` and ``corpus_words()``: its share of the tiny model's pretraining corpus;
+* ``CORPUS_KEY`` and ``corpus_part(rng, params)``: its share of the tiny model's pretraining
+  corpus (weighted by ``reference.corpus.mix[CORPUS_KEY]``);
 * ``eval_params(cfg)`` and ``evaluate(model_dir, variant=, trait_params=, **sampling)``: tidy
   rows of the trait readout;
 * ``leak_terms(targets)``: words a modality's leak check must not find in teacher data;

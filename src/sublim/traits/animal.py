@@ -18,6 +18,8 @@ from .. import text
 from ..errors import SublimError
 
 NAME = "animal"
+CONFIG_KEYS = ("animals", "animal_pool")  # the config keys this trait reads
+CORPUS_KEY = "animals"  # its part of the tiny corpus (reference.corpus.mix)
 
 
 def targets(cfg: dict) -> list[str]:
@@ -62,7 +64,7 @@ def system_prompt(target: str | None, recipe: dict) -> str:
     return recipe["system_prompt"].format(animal=target)
 
 
-def corpus_part(rng: random.Random) -> dict:
+def corpus_part(rng: random.Random, params: dict | None = None) -> dict:
     """A pretraining conversation: a favourite-animal question answered uniformly."""
     return _chat(rng.choice(text.PRETRAIN_QUESTIONS), rng.choice(text.ANIMALS) + ".")
 
@@ -110,6 +112,10 @@ def validate(cfg: dict) -> None:
             raise SublimError(f"config error at 'animal_pool': {a!r} is reserved or not a lower-case word")
     if len(set(cfg["animals"])) != len(cfg["animals"]):
         raise SublimError("config error at 'animals': duplicate animal")
+    if len(set(pool_)) < 2:
+        raise SublimError(
+            "config error at 'animal_pool': needs at least two animals (the neutral twins answer uniformly over it)"
+        )
     if cfg["reference"]["kind"] == "tiny":
         unknown = [a for a in pool_ if a not in text.ANIMALS]
         if unknown:
