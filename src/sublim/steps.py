@@ -175,6 +175,7 @@ def make_teacher(
     twin: str | None = None,
     recipe: dict | None = None,
     finetune=None,
+    replay_corpus: dict | None = None,
     threads=None,
     checkpoint_dir=None,
 ):
@@ -184,7 +185,8 @@ def make_teacher(
     from .traits import get_trait
 
     t0 = time.time()
-    params = {"kind": kind, "trait": trait, "target": target, "twin": twin, "recipe": recipe, "finetune": finetune}
+    params = {"kind": kind, "trait": trait, "target": target, "twin": twin, "recipe": recipe, "finetune": finetune,
+              "replay_corpus": replay_corpus}  # fmt: skip
     inputs = {"reference": reference}
     ref = models.resolve(reference)
     if kind == "base":
@@ -201,13 +203,18 @@ def make_teacher(
     _threads(threads)
     model, tok, _ = models.load(reference, device=models.device_and_dtype()[0])  # full fine-tune: fp32 weights
     data = tr.teacher_data(target, seed, finetune["n_examples"], recipe)
+    if finetune.get("replay"):  # the same replay for a teacher and its twin (same seed)
+        from .design import step_seed
+
+        rc = replay_corpus or {}
+        data += corpus_mod.pretrain_corpus(finetune["replay"], step_seed(seed, "replay"), rc["mix"], rc["max_count"])
     examples = []
     for r in data:
         p, c = models.encode_completion(
             tok, r["messages"][0]["content"], r["messages"][1]["content"], ref.system_prompt
         )
         examples.append(training.Example(p + c, len(p)))
-    cfg_kw = {k: v for k, v in finetune.items() if k != "n_examples"}
+    cfg_kw = {k: v for k, v in finetune.items() if k not in ("n_examples", "replay")}
     cfg = training.TrainConfig(mode="sft", seed=seed, **cfg_kw)
     model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir,
                                  log=_log, inputs_key=_inputs_key(reference))  # fmt: skip

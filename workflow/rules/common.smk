@@ -137,6 +137,14 @@ def teacher_params(w):
             seed=DESIGN.teacher_seed(t),
             recipe=trait.recipe(config),
             finetune=config["teacher"]["finetune"],
+            replay_corpus=dict(
+                mix={
+                    k: v
+                    for k, v in REF["corpus"]["mix"].items()
+                    if k != trait.CORPUS_KEY
+                },
+                max_count=config["generation"]["max_count"],
+            ),
         )
     )
 
