@@ -181,6 +181,15 @@ def test_manifests_match_their_wildcards(run):
 def test_snakemake_html_report_has_figures_tables_and_config(run):
     smk(run, "--report", "reports/report.html", timeout=300)
     html = (run / "reports" / "report.html").read_text()
-    for name in ("fig_transfer.png", "fig_specificity.png", "fig_mnist.png", "stats.csv", "caption.md", "arms.csv"):
+    for name in (
+        "fig_transfer.png",
+        "fig_specificity.png",
+        "fig_mnist.png",
+        "stats.csv",
+        "caption.md",
+        "arms.csv",
+        "specificity.csv",
+        "design.csv",
+    ):
         assert name in html, name
     assert "Produced by config" in html and "tests" in html

@@ -4,7 +4,11 @@
 
 rule design_table:
     output:
-        table="reports/{trait}_{modality}/design.csv",
+        table=report(
+            "reports/{trait}_{modality}/design.csv",
+            caption="../report/design.rst",
+            category="{trait} x {modality}",
+        ),
         manifest="reports/{trait}_{modality}/design.csv.manifest.json",
     log:
         "logs/{trait}_{modality}/design_table.log",
