@@ -1,6 +1,7 @@
 # Config validation (before the DAG is built) and the design table every rule reads.
 import json
 import sys
+from pathlib import Path
 
 from sublim.config import config_hash, validate
 from sublim.design import Design, design_config, eval_path, step_seed
@@ -36,10 +37,14 @@ wildcard_constraints:
     variant="plain|number_prefix",
 
 
-def script(name):
-    """A step's command line: the interpreter running Snakemake and the script next to this
-    workflow (so --directory and use as a module work without PATH set-up)."""
-    return f"{sys.executable} {workflow.source_path(f'../scripts/{name}.py')}"
+# Steps run as `{PYTHON} {SCRIPTS}/<step>.py` in the rules' shell commands: the interpreter
+# running Snakemake and the scripts beside these rules, found from this file's own directory
+# (so --directory and use as a module work without PATH set-up). They are globals, not params:
+# Snakemake tracks params and the shell template, and a machine-specific path there would
+# make a moved or cloned results tree look out of date. (workflow.source_path() is not used:
+# it returns a copy in a per-invocation cache directory, a new path at every run.)
+PYTHON = sys.executable
+SCRIPTS = str(Path(workflow.current_basedir).parent / "scripts")
 
 
 def res(rule, key, default):

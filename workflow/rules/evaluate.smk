@@ -18,7 +18,6 @@ rule evaluate:
         runtime=res("evaluate", "runtime", 30),
     params:
         json=eval_params,
-        cmd=script("evaluate"),
     shell:
-        "{params.cmd} --model {input.model} --out {output.data} "
+        "{PYTHON} {SCRIPTS}/evaluate.py --model {input.model} --out {output.data} "
         "--threads {threads} --params {params.json:q} 2> {log}"

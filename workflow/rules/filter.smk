@@ -18,9 +18,8 @@ rule filter:
         runtime=res("filter", "runtime", 10),
     params:
         json=filter_params,
-        cmd=script("filter"),
     shell:
-        "{params.cmd} --raw {input.raw} --out {output.data} "
+        "{PYTHON} {SCRIPTS}/filter.py --raw {input.raw} --out {output.data} "
         "--counts {output.counts} --params {params.json:q} 2> {log}"
 
 
@@ -39,7 +38,6 @@ rule select_prompts:
         runtime=res("select_prompts", "runtime", 10),
     params:
         json=as_json(dict(subsample=config["filter"]["subsample"])),
-        cmd=script("select_prompts"),
     shell:
-        "{params.cmd} --out {output.ids} --params {params.json:q} "
+        "{PYTHON} {SCRIPTS}/select_prompts.py --out {output.ids} --params {params.json:q} "
         "--data {input.data} --counts {input.counts} 2> {log}"

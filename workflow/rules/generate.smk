@@ -18,7 +18,6 @@ rule generate:
         runtime=res("generate", "runtime", 60),
     params:
         json=generate_params,
-        cmd=script("generate"),
     shell:
-        "{params.cmd} --teacher {input.teacher} --out {output.data} "
+        "{PYTHON} {SCRIPTS}/generate.py --teacher {input.teacher} --out {output.data} "
         "--threads {threads} --params {params.json:q} 2> {log}"

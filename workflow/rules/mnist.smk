@@ -15,9 +15,8 @@ rule mnist_data:
         runtime=res("mnist_data", "runtime", 10),
     params:
         json=as_json(dict(source=MN["source"], idx_path=MN["idx_path"])),
-        cmd=script("mnist_data"),
     shell:
-        "{params.cmd} --out {output.data} --params {params.json:q} 2> {log}"
+        "{PYTHON} {SCRIPTS}/mnist_data.py --out {output.data} --params {params.json:q} 2> {log}"
 
 
 rule mnist_experiment:
@@ -49,9 +48,8 @@ rule mnist_experiment:
             )
         ),
         ckpt="checkpoints/mnist",
-        cmd=script("mnist_experiment"),
     shell:
-        "{params.cmd} --data {input.data} --out {output.data} "
+        "{PYTHON} {SCRIPTS}/mnist_experiment.py --data {input.data} --out {output.data} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
 
 
@@ -79,7 +77,6 @@ rule fig_mnist:
         runtime=res("fig_mnist", "runtime", 10),
     params:
         json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
-        cmd=script("mnist_figure"),
     shell:
-        "{params.cmd} --accuracy {input} --out {output.fig} "
+        "{PYTHON} {SCRIPTS}/mnist_figure.py --accuracy {input} --out {output.fig} "
         "--table {output.table} --caption {output.caption} --params {params.json:q} 2> {log}"

@@ -22,9 +22,8 @@ rule corpus:
                 max_count=config["generation"]["max_count"],
             )
         ),
-        cmd=script("corpus"),
     shell:
-        "{params.cmd} --out-corpus {output.corpus} "
+        "{PYTHON} {SCRIPTS}/corpus.py --out-corpus {output.corpus} "
         "--out-tokenizer {output.tokenizer} --params {params.json:q} 2> {log}"
 
 
@@ -51,9 +50,8 @@ rule reference:
             else ""
         ),
         ckpt="checkpoints/reference/{ref}",
-        cmd=script("reference"),
     shell:
-        "{params.cmd} {params.io} --out {output} "
+        "{PYTHON} {SCRIPTS}/reference.py {params.io} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
 
 

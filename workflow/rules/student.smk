@@ -23,8 +23,7 @@ rule student:
     params:
         json=student_params,
         ckpt="checkpoints/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}",
-        cmd=script("student"),
     shell:
-        "{params.cmd} --reference {input.reference} --teacher {input.teacher} "
+        "{PYTHON} {SCRIPTS}/student.py --reference {input.reference} --teacher {input.teacher} "
         "--data {input.data} --ids {input.ids} --out {output} --checkpoint-dir {params.ckpt} "
         "--threads {threads} --params {params.json:q} 2> {log}"

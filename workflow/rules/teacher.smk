@@ -18,7 +18,6 @@ rule teacher:
     params:
         json=teacher_params,
         ckpt="checkpoints/{trait}/teacher/{teacher}",
-        cmd=script("teacher"),
     shell:
-        "{params.cmd} --reference {input.reference} --out {output} "
+        "{PYTHON} {SCRIPTS}/teacher.py --reference {input.reference} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
