@@ -79,12 +79,15 @@ def dag_jobs(snakefile: Path, configfile: Path | None, targets=("all",)) -> list
 def portable_command(shellcmd: str) -> str:
     """A job's command as DVC should store it: ``python workflow/scripts/<step>.py ...``.
 
-    Snakemake runs scripts through the interpreter that runs it and ``workflow.source_path``
-    (an absolute path, or a copy in Snakemake's source cache); both are machine-specific."""
+    Snakemake runs scripts through the interpreter that runs it (relative to the working
+    directory, e.g. ``.venv/bin/python``), which is specific to a set-up."""
+    import os
     import sys
 
     cmd = " ".join(shellcmd.split())
-    cmd = cmd.replace(sys.executable + " ", "python ")
+    for python in (sys.executable, os.path.relpath(sys.executable)):
+        if cmd.startswith(python + " ") or f" {python} " in cmd:
+            cmd = cmd.replace(python + " ", "python ")
     return re.sub(r"\S*/workflow/(?:rules/\.\./)?scripts/(\w+\.py)", r"workflow/scripts/\1", cmd)
 
 

@@ -1,5 +1,6 @@
 # Config validation (before the DAG is built) and the design table every rule reads.
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,14 +38,18 @@ wildcard_constraints:
     variant="plain|number_prefix",
 
 
-# Steps run as `{PYTHON} {SCRIPTS}/<step>.py` in the rules' shell commands: the interpreter
-# running Snakemake and the scripts beside these rules, found from this file's own directory
-# (so --directory and use as a module work without PATH set-up). They are globals, not params:
-# Snakemake tracks params and the shell template, and a machine-specific path there would
-# make a moved or cloned results tree look out of date. (workflow.source_path() is not used:
-# it returns a copy in a per-invocation cache directory, a new path at every run.)
-PYTHON = sys.executable
-SCRIPTS = str(Path(workflow.current_basedir).parent / "scripts")
+# The directory of the step scripts, found from this file's own place (so --directory and use
+# as a module work without PATH set-up).
+SCRIPTS = Path(workflow.current_basedir).parent / "scripts"
+
+
+def script(name):
+    """A step's command line: the interpreter running Snakemake and the script beside these
+    rules, both relative to the working directory. They go into params, which Snakemake
+    tracks: relative paths keep a cloned or moved results tree up to date, where absolute
+    ones (or workflow.source_path's per-invocation cache copy) would make every job look
+    changed at the next run."""
+    return f"{os.path.relpath(sys.executable)} {os.path.relpath(SCRIPTS / f'{name}.py')}"
 
 
 def res(rule, key, default):

@@ -18,6 +18,7 @@ rule evaluate:
         runtime=res("evaluate", "runtime", 30),
     params:
         json=eval_params,
+        cmd=script("evaluate"),
     shell:
-        "{PYTHON} {SCRIPTS}/evaluate.py --model {input.model} --out {output.data} "
+        "{params.cmd} --model {input.model} --out {output.data} "
         "--threads {threads} --params {params.json:q} 2> {log}"

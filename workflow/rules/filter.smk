@@ -18,8 +18,9 @@ rule filter:
         runtime=res("filter", "runtime", 10),
     params:
         json=filter_params,
+        cmd=script("filter"),
     shell:
-        "{PYTHON} {SCRIPTS}/filter.py --raw {input.raw} --out {output.data} "
+        "{params.cmd} --raw {input.raw} --out {output.data} "
         "--counts {output.counts} --params {params.json:q} 2> {log}"
 
 
@@ -38,6 +39,7 @@ rule select_prompts:
         runtime=res("select_prompts", "runtime", 10),
     params:
         json=as_json(dict(subsample=config["filter"]["subsample"])),
+        cmd=script("select_prompts"),
     shell:
-        "{PYTHON} {SCRIPTS}/select_prompts.py --out {output.ids} --params {params.json:q} "
+        "{params.cmd} --out {output.ids} --params {params.json:q} "
         "--data {input.data} --counts {input.counts} 2> {log}"

@@ -18,6 +18,7 @@ rule generate:
         runtime=res("generate", "runtime", 60),
     params:
         json=generate_params,
+        cmd=script("generate"),
     shell:
-        "{PYTHON} {SCRIPTS}/generate.py --teacher {input.teacher} --out {output.data} "
+        "{params.cmd} --teacher {input.teacher} --out {output.data} "
         "--threads {threads} --params {params.json:q} 2> {log}"

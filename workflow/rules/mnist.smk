@@ -15,8 +15,9 @@ rule mnist_data:
         runtime=res("mnist_data", "runtime", 10),
     params:
         json=as_json(dict(source=MN["source"], idx_path=MN["idx_path"])),
+        cmd=script("mnist_data"),
     shell:
-        "{PYTHON} {SCRIPTS}/mnist_data.py --out {output.data} --params {params.json:q} 2> {log}"
+        "{params.cmd} --out {output.data} --params {params.json:q} 2> {log}"
 
 
 rule mnist_experiment:
@@ -48,8 +49,9 @@ rule mnist_experiment:
             )
         ),
         ckpt="checkpoints/mnist",
+        cmd=script("mnist_experiment"),
     shell:
-        "{PYTHON} {SCRIPTS}/mnist_experiment.py --data {input.data} --out {output.data} "
+        "{params.cmd} --data {input.data} --out {output.data} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
 
 
@@ -77,6 +79,7 @@ rule fig_mnist:
         runtime=res("fig_mnist", "runtime", 10),
     params:
         json=as_json(dict(config_name=config["name"], config_hash=CFG_HASH)),
+        cmd=script("mnist_figure"),
     shell:
-        "{PYTHON} {SCRIPTS}/mnist_figure.py --accuracy {input} --out {output.fig} "
+        "{params.cmd} --accuracy {input} --out {output.fig} "
         "--table {output.table} --caption {output.caption} --params {params.json:q} 2> {log}"

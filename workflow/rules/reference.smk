@@ -22,8 +22,9 @@ rule corpus:
                 max_count=config["generation"]["max_count"],
             )
         ),
+        cmd=script("corpus"),
     shell:
-        "{PYTHON} {SCRIPTS}/corpus.py --out-corpus {output.corpus} "
+        "{params.cmd} --out-corpus {output.corpus} "
         "--out-tokenizer {output.tokenizer} --params {params.json:q} 2> {log}"
 
 
@@ -50,8 +51,9 @@ rule reference:
             else ""
         ),
         ckpt="checkpoints/reference/{ref}",
+        cmd=script("reference"),
     shell:
-        "{PYTHON} {SCRIPTS}/reference.py {params.io} --out {output} "
+        "{params.cmd} {params.io} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
 
 

@@ -17,8 +17,9 @@ rule design_table:
         json=lambda w: as_json(
             dict(config=design_config(config), trait=w.trait, modality=w.modality)
         ),
+        cmd=script("design_table"),
     shell:
-        "{PYTHON} {SCRIPTS}/design_table.py --out {output.table} --params {params.json:q} 2> {log}"
+        "{params.cmd} --out {output.table} --params {params.json:q} 2> {log}"
 
 
 rule aggregate:
@@ -52,8 +53,9 @@ rule aggregate:
         runtime=res("aggregate", "runtime", 10),
     params:
         json=as_json(dict(seed=seed_of("aggregate"), variants=VARIANTS)),
+        cmd=script("aggregate"),
     shell:
-        "{PYTHON} {SCRIPTS}/aggregate.py --design {input.design} --ids {input.ids} --results {output.results} "
+        "{params.cmd} --design {input.design} --ids {input.ids} --results {output.results} "
         "--stats {output.stats} --arms {output.arms} --specificity {output.specificity} "
         "--params {params.json:q} {input.evals} 2> {log}"
 
@@ -93,8 +95,9 @@ rule figures:
         runtime=res("figures", "runtime", 10),
     params:
         json=figure_params,
+        cmd=script("figure"),
     shell:
-        "{PYTHON} {SCRIPTS}/figure.py --results {input.results} --stats {input.stats} --arms {input.arms} "
+        "{params.cmd} --results {input.results} --stats {input.stats} --arms {input.arms} "
         "--specificity {input.specificity} --ids {input.ids} --out {output.fig} "
         "--out-specificity {output.spec} --caption {output.caption} "
         "--params {params.json:q} 2> {log}"

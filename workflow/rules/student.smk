@@ -23,7 +23,8 @@ rule student:
     params:
         json=student_params,
         ckpt="checkpoints/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}",
+        cmd=script("student"),
     shell:
-        "{PYTHON} {SCRIPTS}/student.py --reference {input.reference} --teacher {input.teacher} "
+        "{params.cmd} --reference {input.reference} --teacher {input.teacher} "
         "--data {input.data} --ids {input.ids} --out {output} --checkpoint-dir {params.ckpt} "
         "--threads {threads} --params {params.json:q} 2> {log}"

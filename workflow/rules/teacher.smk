@@ -18,6 +18,7 @@ rule teacher:
     params:
         json=teacher_params,
         ckpt="checkpoints/{trait}/teacher/{teacher}",
+        cmd=script("teacher"),
     shell:
-        "{PYTHON} {SCRIPTS}/teacher.py --reference {input.reference} --out {output} "
+        "{params.cmd} --reference {input.reference} --out {output} "
         "--checkpoint-dir {params.ckpt} --threads {threads} --params {params.json:q} 2> {log}"
