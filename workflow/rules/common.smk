@@ -49,7 +49,9 @@ def script(name):
     tracks: relative paths keep a cloned or moved results tree up to date, where absolute
     ones (or workflow.source_path's per-invocation cache copy) would make every job look
     changed at the next run."""
-    return f"{os.path.relpath(sys.executable)} {os.path.relpath(SCRIPTS / f'{name}.py')}"
+    return (
+        f"{os.path.relpath(sys.executable)} {os.path.relpath(SCRIPTS / f'{name}.py')}"
+    )
 
 
 def res(rule, key, default):
