@@ -310,13 +310,14 @@ def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_para
     records = read_jsonl(raw)
     if not records:
         raise SublimError(f"no generated responses in {raw}")
-    reasons, kept = collections.Counter(), {}
+    reasons, kept, first_ok = collections.Counter(), {}, 0
     leaked = set(mod.leaks([r["response"] for r in records], list(leak_terms)))
     for i, r in enumerate(records):
         ok, reason = mod.check(r["response"], modality_params)
         if ok and i in leaked:
             ok, reason = False, "leak"
         reasons[reason] += 1
+        first_ok += ok and r.get("attempt", 0) == 0
         if ok and r["id"] not in kept:
             kept[r["id"]] = r
     n_prompts = len({r["id"] for r in records})
@@ -328,8 +329,7 @@ def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_para
         "n_responses": len(records),
         "n_kept_prompts": len(kept),
         "keep_rate": reasons["ok"] / len(records),
-        "keep_rate_first_attempt": sum(1 for r in first if mod.check(r["response"], modality_params)[0])
-        / max(1, len(first)),
+        "keep_rate_first_attempt": first_ok / max(1, len(first)),
         "prompts_answered": len(kept) / n_prompts,
         "reasons": dict(sorted(reasons.items())),
     }
