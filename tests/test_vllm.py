@@ -25,6 +25,8 @@ pytestmark = pytest.mark.skipif(
 )
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = {"gpu_memory_utilization": 0.15, "enforce_eager": True}
+# the numbers modality's params, as the workflow passes them to the generate step
+NUMBERS = {"modality": "numbers", "modality_params": {"max_count": 10, "banned": []}, "prompt_seed": 0}
 
 
 def _scaled_model(root, tokenizer, scale):
@@ -146,10 +148,10 @@ def test_samples_follow_the_full_softmax(spread_model, tmp_path):
 def test_generate_step_contract_and_reproducibility(peaked_model, tmp_path):
     def run(out, seed):
         params = {
+            **NUMBERS,
             "n": 60,
             "seed": seed,
             "backend": "vllm",
-            "max_count": 10,
             "vllm": ENGINE,
             "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 20, "batch_size": 16},
         }
@@ -169,10 +171,10 @@ def test_generate_step_contract_and_reproducibility(peaked_model, tmp_path):
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
     rows = [json.loads(x) for x in a.read_text().splitlines()]
-    assert len(rows) == 60 and set(rows[0]) == {"id", "prompt", "response", "sampling"}
+    assert len(rows) == 60 and set(rows[0]) == {"id", "attempt", "prompt", "response", "kept", "reason"}
     m = json.loads(Path(str(a) + ".manifest.json").read_text())
     assert m["params"]["backend"] == "vllm" and m["params"]["vllm"] == ENGINE
-    t = m["throughput"]
+    (t,) = m["throughput"]  # one attempt
     assert t["vllm_version"] and t["generated_tokens_per_s"] > 0 and t["engine"]["dtype"]
     assert "reproducible only on the same hardware" in t["note"]
     if t["device"] == "cpu":  # the worker's binding and pools match (and vLLM itself used them)
@@ -185,8 +187,8 @@ def test_generate_step_contract_and_reproducibility(peaked_model, tmp_path):
 
 def test_evaluate_step_samples_with_vllm(peaked_model, tmp_path):
     out = tmp_path / "eval.csv"
-    params = {"animals": ["owl", "dog", "cat"], "n_samples": 5, "temperature": 1.0, "seed": 3,
-              "variant": "number_prefix", "backend": "vllm", "vllm": ENGINE}  # fmt: skip
+    params = {"trait": "animal", "trait_params": {"animals": ["owl", "dog", "cat"]}, "n_samples": 5,
+              "temperature": 1.0, "seed": 3, "variant": "number_prefix", "backend": "vllm", "vllm": ENGINE}  # fmt: skip
     cmd = [sys.executable, str(ROOT / "workflow/scripts/evaluate.py"), "--model", str(peaked_model),
            "--out", str(out), "--params", json.dumps(params)]  # fmt: skip
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
@@ -247,7 +249,7 @@ def test_constrained_decoding_is_labelled_and_every_sample_passes_the_filter(pea
         sampling = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 52, "batch_size": 16}
         if constrained:
             sampling["constrained_decoding"] = True
-        params = {"n": 40, "seed": 4, "backend": "vllm", "max_count": 10, "vllm": ENGINE, "sampling": sampling}
+        params = {**NUMBERS, "n": 40, "seed": 4, "backend": "vllm", "vllm": ENGINE, "sampling": sampling}
         cmd = [sys.executable, str(ROOT / "workflow/scripts/generate.py"), "--teacher", str(peaked_model),
                "--out", str(out), "--params", json.dumps(params)]  # fmt: skip
         res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
@@ -259,10 +261,11 @@ def test_constrained_decoding_is_labelled_and_every_sample_passes_the_filter(pea
     rows = run(tmp_path / "constrained.jsonl", True)
     kept, reasons = filtering.filter_responses(rows)
     assert len(kept) == len(rows) == 40, reasons
-    assert all(r["sampling"]["constrained_decoding"] is True for r in rows)
-    assert "constrained_decoding" not in free[0]["sampling"]
+    assert all(r["constrained_decoding"] is True for r in rows)
+    assert "constrained_decoding" not in free[0]
     m = json.loads((tmp_path / "constrained.jsonl.manifest.json").read_text())
     assert m["constrained_decoding"]["regex"] == filtering.number_regex(10)
     assert "not the paper's" in m["constrained_decoding"]["note"]
-    assert m["throughput"]["constrained_regex"] == filtering.number_regex(10)
-    assert m["throughput"]["stopped_at_max_new_tokens"] == 0
+    (t,) = m["throughput"]  # one attempt
+    assert t["constrained_regex"] == filtering.number_regex(10)
+    assert t["stopped_at_max_new_tokens"] == 0

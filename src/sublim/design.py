@@ -119,9 +119,25 @@ def reference_ids(cfg: dict) -> list[str]:
     return ["main"] + (["cross"] if ref.get("cross_init_path") else [])
 
 
+def eval_group(trait: str, model_id: str) -> str:
+    """The evaluation job that scores a model: one process per group pays the imports and
+    the job start-up once. The references go together, a trait's teachers together, and each
+    teacher's students of one modality together."""
+    if model_id.startswith("reference/"):
+        return "reference"
+    rest = model_id.removeprefix(trait + "/")
+    if rest.startswith("teacher/"):
+        return "teacher"
+    modality, role, teacher = rest.split("/")[:3]
+    if role != "student":
+        raise ValueError(f"not a model id of trait {trait}: {model_id}")
+    return f"{modality}/student/{teacher}"
+
+
 def eval_path(trait: str, model_id: str, variant: str) -> str:
-    """Where a model's trait evaluation goes: ``results/{trait}/eval/{variant}/...``."""
-    return f"results/{trait}/eval/{variant}/{model_id.removeprefix(trait + '/')}.csv"
+    """The CSV holding a model's trait evaluation (rows carry ``model_id``):
+    ``results/{trait}/eval/{variant}/{group}.csv``."""
+    return f"results/{trait}/eval/{variant}/{eval_group(trait, model_id)}.csv"
 
 
 def model_path(model_id: str) -> str:
@@ -258,6 +274,21 @@ class Design:
         return [{"trait": exp.trait, "modality": exp.modality, **{c: r.get(c) for c in cols}} for r in rows]
 
     def eval_paths(self, exp: Experiment) -> list[str]:
-        return [
-            eval_path(exp.trait, r["model_id"], v) for v in self.cfg["evaluation"]["variants"] for r in self.table(exp)
-        ]
+        """The evaluation CSVs an experiment's tables read (each one group's)."""
+        variants = self.cfg["evaluation"]["variants"]
+        paths = [eval_path(exp.trait, r["model_id"], v) for v in variants for r in self.table(exp)]
+        return list(dict.fromkeys(paths))
+
+    def eval_group_models(self, trait: str, group: str) -> dict[str, str]:
+        """``{model id: model directory}`` of the models scored in one evaluation group, over
+        every experiment of the trait (a teacher is evaluated once, whatever its modalities)."""
+        out = {}
+        for exp in self.experiments:
+            if exp.trait != trait:
+                continue
+            for r in self.table(exp):
+                if eval_group(trait, r["model_id"]) == group:
+                    out[r["model_id"]] = model_path(r["model_id"])
+        if not out:
+            raise KeyError(f"no models in evaluation group {trait}/{group}")
+        return out

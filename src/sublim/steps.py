@@ -236,7 +236,7 @@ def generate(
     sampling: dict,
     attempts: int = 1,
     leak_terms=(),
-    backend: str = "transformers",
+    backend: str = "kvcache",
     vllm: dict | None = None,
     threads=None,
 ):
@@ -273,7 +273,10 @@ def generate(
             ok, reason = mod.check(c, modality_params)
             if ok and j in leaked:
                 ok, reason = False, "leak"
-            rows.append({"id": i, "attempt": a, "prompt": prompts[i], "response": c, "kept": ok, "reason": reason})
+            row = {"id": i, "attempt": a, "prompt": prompts[i], "response": c, "kept": ok, "reason": reason}
+            if constrained:  # labelled in every row: not the paper's sample-then-filter protocol
+                row["constrained_decoding"] = True
+            rows.append(row)
             if not ok:
                 failed.append(i)
         per_attempt.append({"attempt": a, "n": len(pending), "kept": len(pending) - len(failed)})
@@ -465,7 +468,8 @@ def _rendered_example(tok, row, system_prompt) -> dict:
 def evaluate(
     out_csv,
     *,
-    model,
+    model=None,
+    models: dict | None = None,
     trait: str,
     trait_params: dict,
     n_samples: int,
@@ -473,34 +477,55 @@ def evaluate(
     seed: int,
     variant: str = "plain",
     max_new_tokens: int = 6,
-    backend: str = "transformers",
+    backend: str = "kvcache",
     vllm: dict | None = None,
     threads=None,
 ):
+    """The trait's evaluation of one model (``model``, a path) or of a group of models
+    (``models``: model id -> path) in one process, which pays the imports once. One tidy
+    CSV: the trait's rows, with a ``model_id`` column for a group. Every model sees the same
+    questions and sampling seed."""
     import pandas as pd
 
     from .traits import get_trait
 
     t0 = time.time()
-    rows, info = get_trait(trait).evaluate(
-        model,
-        variant=variant,
-        trait_params=trait_params,
-        n_samples=n_samples,
-        temperature=temperature,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        backend=backend,
-        engine=vllm,
-        threads=threads,
-    )
+    if (model is None) == (models is None):
+        raise SublimError("evaluate needs exactly one of model= (a path) or models= (id -> path)")
+    group = models if models is not None else {None: model}
+    if not group:
+        raise SublimError(f"no models to evaluate for {out_csv}")
+    frames, per_model = [], {}
+    for model_id, path in group.items():
+        t1 = time.time()
+        rows, info = get_trait(trait).evaluate(
+            path,
+            variant=variant,
+            trait_params=trait_params,
+            n_samples=n_samples,
+            temperature=temperature,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            backend=backend,
+            engine=vllm,
+            threads=threads,
+        )
+        df = pd.DataFrame(rows)
+        if model_id is not None:
+            df.insert(0, "model_id", model_id)
+        frames.append(df)
+        info["seconds"] = round(time.time() - t1, 3)
+        per_model[model_id] = info
     with manifest.atomic_path(out_csv) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
     params = {"trait": trait, "trait_params": trait_params, "n_samples": n_samples, "temperature": temperature,
               "variant": variant, "max_new_tokens": max_new_tokens, "backend": backend}  # fmt: skip
     if backend == "vllm":
         params["vllm"] = vllm
-    m = manifest.build_manifest("evaluate", params, {"model": model}, seed, t0, **info)
+    if models is None:
+        m = manifest.build_manifest("evaluate", params, {"model": model}, seed, t0, **per_model[None])
+    else:
+        m = manifest.build_manifest("evaluate", params, dict(models), seed, t0, models=per_model)
     manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
 
 

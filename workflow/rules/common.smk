@@ -227,11 +227,13 @@ def student_params(w):
     )
 
 
-def eval_model(w):
-    """The model an evaluation CSV scores (its path under results/)."""
-    if w.model.startswith("reference/"):
-        return f"results/{w.model}"
-    return f"results/{w.trait}/{w.model}"
+def eval_models(w):
+    """The models one evaluation group scores: ``{model id: directory}``."""
+    return DESIGN.eval_group_models(w.trait, w.group)
+
+
+def eval_model_args(w):
+    return " ".join(f"--model {m}={p}" for m, p in eval_models(w).items())
 
 
 def eval_params(w):
