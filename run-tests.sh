@@ -11,4 +11,4 @@ else
 fi
 # Two workers, one test file each at a time: the Slurm test (mostly waiting on the scheduler)
 # runs beside the CPU-bound tests. Pass -n 0 to run serially.
-exec .venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests "$@"
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests "$@"

@@ -8,9 +8,11 @@ Reads a run directory after `snakemake` (or `./run.sh`) finished:
     recorded (training: ``training.throughput``; generation and sampling: 2 x parameters x
     tokens), linked into the DAG by their ``inputs``.
 
-It prints, per rule: jobs, job seconds (from the log), body seconds (from the manifests), the
-fixed cost (job - body: start-up, imports, loading), model FLOPs and their share of the
-single-thread matmul rate measured in the same run. Then the critical path (the longest chain
+It prints, per rule: jobs, job seconds (from the log), body seconds (the step function, from the
+manifests), model-work seconds (the timed training loop, the sampler, an evaluation's scoring),
+the rest per job (job - model work: interpreter start, imports, reading and writing), model
+FLOPs and their share of the single-thread matmul rate measured in the same run (FLOPs over
+model-work seconds). Then the critical path (the longest chain
 of job seconds through the DAG) against the wall time, and how busy the cores were.
 
     python benchmarks/run_profile.py                 # the run in this directory
@@ -99,6 +101,23 @@ def model_flops(m: dict, ms: dict) -> float | None:
     return sum(2.0 * n * (s.get("prompt_tokens", 0) + s.get("generated_tokens", 0)) for s in stats)
 
 
+def compute_seconds(m: dict) -> float | None:
+    """Seconds the manifest says went into model work: training's timed loop, the
+    sampler's generation, or an evaluation's per-model scoring (loading included)."""
+    tr = m.get("training", {}).get("throughput") if isinstance(m.get("training"), dict) else None
+    if tr and tr.get("seconds") is not None:
+        return tr["seconds"]
+    if m.get("step") == "generate" and m.get("throughput"):
+        stats = m["throughput"] if isinstance(m["throughput"], list) else [m["throughput"]]
+        return sum(s.get("seconds", 0) + s.get("load_seconds", 0) for s in stats)
+    if m.get("step") == "evaluate":
+        per = m.get("models")
+        if isinstance(per, dict):
+            return sum(v.get("seconds", 0) for v in per.values())
+        return m.get("seconds")
+    return None
+
+
 def matmul_rate_1thread() -> float:
     import torch
 
@@ -140,7 +159,9 @@ def main(argv=None) -> int:
         j["seconds"] = j["end"] - j["start"]
         for o in j["outputs"]:
             job_of[o.rstrip("/")] = j
-    per = collections.defaultdict(lambda: {"jobs": 0, "job_s": 0.0, "body_s": 0.0, "flops": 0.0, "flop_s": 0.0})
+    per = collections.defaultdict(
+        lambda: {"jobs": 0, "job_s": 0.0, "body_s": 0.0, "compute_s": 0.0, "flops": 0.0, "flop_s": 0.0}
+    )
     seen_jobs = set()
     for art, m in ms.items():
         j = job_of.get(art)
@@ -151,6 +172,7 @@ def main(argv=None) -> int:
         r["jobs"] += 1
         r["job_s"] += j["seconds"]
         r["body_s"] += m.get("wall_seconds") or 0.0
+        r["compute_s"] += compute_seconds(m) or 0.0
         f = model_flops(m, ms)
         if f:
             r["flops"] += f
@@ -187,18 +209,20 @@ def main(argv=None) -> int:
     total_job = sum(r["job_s"] for r in per.values())
 
     rows = sorted(per.items(), key=lambda kv: -kv[1]["job_s"])
-    head = ["rule", "jobs", "job s", "body s", "fixed s/job", "GFLOP", "share of 1-thread matmul"]
+    head = ["rule", "jobs", "job s", "body s", "model work s", "other s/job", "GFLOP", "share of 1-thread matmul"]
     table = []
     for rule, r in rows:
         share = (r["flops"] / r["flop_s"] / peak) if r["flop_s"] else None
         table.append([
             rule, str(r["jobs"]), f"{r['job_s']:.0f}", f"{r['body_s']:.0f}",
-            f"{(r['job_s'] - r['body_s']) / max(r['jobs'], 1):.1f}",
+            f"{r['compute_s']:.0f}" if r["compute_s"] else "-",
+            f"{(r['job_s'] - r['compute_s']) / max(r['jobs'], 1):.1f}" if r["compute_s"] else "-",
             f"{r['flops'] / 1e9:.0f}" if r["flops"] else "-",
             f"{share:.0%}" if share is not None else "-",
         ])  # fmt: skip
     table.append(["total", str(sum(r["jobs"] for r in per.values())), f"{total_job:.0f}",
-                  f"{sum(r['body_s'] for r in per.values()):.0f}", "", "", ""])  # fmt: skip
+                  f"{sum(r['body_s'] for r in per.values()):.0f}",
+                  f"{sum(r['compute_s'] for r in per.values()):.0f}", "", "", ""])  # fmt: skip
     if a.markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join("---" for _ in head) + "|")
