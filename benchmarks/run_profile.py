@@ -240,8 +240,12 @@ def main(argv=None) -> int:
     print(f"critical path: {crit[0]:.0f} s ({crit[0] / max(wall, 1):.0%} of the wall time), "
           f"the floor with unlimited cores; with {a.cores} cores the floor is "
           f"max(critical path, job seconds / {a.cores}) = {max(crit[0], total_job / a.cores):.0f} s")  # fmt: skip
-    for step in crit[1]:
-        print(f"  {step}  {job_of[step.split(':', 1)[1]]['seconds']:.0f} s")
+    shown = []
+    for step in crit[1]:  # a job with several outputs appears once
+        j = job_of[step.split(":", 1)[1]]
+        if not shown or shown[-1] is not j:
+            shown.append(j)
+            print(f"  {step}  {j['seconds']:.0f} s")
     return 0
 
 

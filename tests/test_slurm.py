@@ -1,8 +1,9 @@
 """`snakemake --profile slurm` against a real single-node Slurm (tests/slurm/up.sh).
 
 The tests/config.yaml workflow, on the smaller design of tests/slurm/config.yaml (every rule
-kind, fewer models), goes through sbatch via the Snakemake Slurm executor plugin. A training job is cancelled with scancel mid-way; the profile's retries resubmit it
-and it must resume from its checkpoint. Every artifact's manifest must carry the Slurm job
+kind, fewer models), goes through sbatch via the Snakemake Slurm executor plugin. A training
+job is cancelled with scancel mid-way; the profile's retries resubmit it and it must resume
+from its checkpoint. Every artifact's manifest must carry the Slurm job
 id it ran under, and squeue must list every one of them.
 """
 

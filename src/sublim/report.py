@@ -377,6 +377,12 @@ def caption(res, tests, arms, keep, config_name, config_hash, variant="plain", c
         ["headline", "contrast", "mode", "metric"], ascending=[False, True, True, True]
     ).iterrows():
         tag = "**headline** " if r["headline"] else ""
+        if r["verdict"] == "not testable":
+            lines.append(
+                f"- {tag}{r['contrast']} / {r['mode']} / {METRICS[r['metric']]}: {r['n_units']} {r['unit']}s, "
+                f"{r['n_models']} models, too few for a test: **not testable**"
+            )
+            continue
         lines.append(
             f"- {tag}{r['contrast']} / {r['mode']} / {METRICS[r['metric']]}: {r['estimate']:+.4g} "
             f"[{r['ci_lo']:+.3g}, {r['ci_hi']:+.3g}], effect size {r['effect_size']:.2f}, "
