@@ -90,8 +90,12 @@ def _expected_jobs(cfg):
         if cfg["reference"]["kind"] == "tiny"
         else 1 + bool(cfg["reference"].get("cross_init_path"))
     )
-    n_models = refs + sum(1 for k, _, _ in teachers if k != "base") + n_students
-    return n_students, len(teachers), len(cfg["evaluation"]["variants"]) * n_models
+    assert refs >= 1 and n_students >= 1
+    # one evaluation job per group: the references, the trait's teachers, each teacher's
+    # students of each experiment (every experiment of the animal trait has the same teachers)
+    n_exps = len(cfg.get("experiments") or [None])
+    n_groups = 1 + any(k != "base" for k, _, _ in teachers) + len(teachers) * n_exps
+    return n_students, len(teachers), len(cfg["evaluation"]["variants"]) * n_groups
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
