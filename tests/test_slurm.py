@@ -89,7 +89,7 @@ def _manifests(wd):
 def test_every_job_went_through_sbatch(slurm_run):
     wd, _, wall = slurm_run
     ms = _manifests(wd)
-    assert len(ms) > 20
+    assert len(ms) > 12
     # the seconds-long steps are localrules: they run beside Snakemake, not through sbatch
     local = {
         "corpus",
@@ -104,7 +104,7 @@ def test_every_job_went_through_sbatch(slurm_run):
     }
     assert all(m["slurm_job_id"] is None for m in ms.values() if m["step"] in local)
     ids = {m["slurm_job_id"] for m in ms.values() if m["step"] not in local}
-    assert None not in ids and len(ids) > 12
+    assert None not in ids and len(ids) >= 10
     listed = squeue_ids()
     missing = sorted(i for i in ids if i not in listed)
     assert not missing, f"job ids not known to squeue: {missing}"
