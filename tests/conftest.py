@@ -32,6 +32,29 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
     return d
 
 
+@pytest.fixture(scope="session")
+def scaled_model():
+    """``build(root, tokenizer, scale)``: a random tiny Llama whose embeddings (tied with the
+    output layer) are scaled by ``scale``, which sharpens its next-token distributions; saved
+    with save_pretrained into ``root/model-x{scale}``."""
+
+    def build(root, tokenizer, scale, seed=3):
+        import torch
+
+        from sublim import models
+
+        arch = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, max_position_embeddings=256)
+        m = models.build_tiny_llama(len(tokenizer), arch, seed, tokenizer)
+        with torch.no_grad():
+            m.get_input_embeddings().weight.mul_(scale)
+        d = root / f"model-x{scale}"
+        m.save_pretrained(d)
+        tokenizer.save_pretrained(d)
+        return d
+
+    return build
+
+
 PYTHON = sys.executable
 
 

@@ -12,25 +12,14 @@ from sublim.generation import Sampling, _generate_hf, _generate_kv, sample_next,
 from sublim.prompts import make_prompts
 
 
-def _model(root, tokenizer, scale, seed=3):
-    arch = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, max_position_embeddings=256)
-    m = models.build_tiny_llama(len(tokenizer), arch, seed, tokenizer)
-    with torch.no_grad():
-        m.get_input_embeddings().weight.mul_(scale)
-    d = root / f"model-x{scale}"
-    m.save_pretrained(d)
-    tokenizer.save_pretrained(d)
-    return d
+@pytest.fixture(scope="module")
+def peaked(tmp_path_factory, tiny_tokenizer, scaled_model):
+    return scaled_model(tmp_path_factory.mktemp("kv"), tiny_tokenizer, 8.0)
 
 
 @pytest.fixture(scope="module")
-def peaked(tmp_path_factory, tiny_tokenizer):
-    return _model(tmp_path_factory.mktemp("kv"), tiny_tokenizer, 8.0)
-
-
-@pytest.fixture(scope="module")
-def spread(tmp_path_factory, tiny_tokenizer):
-    return _model(tmp_path_factory.mktemp("kv"), tiny_tokenizer, 6.0)
+def spread(tmp_path_factory, tiny_tokenizer, scaled_model):
+    return scaled_model(tmp_path_factory.mktemp("kv"), tiny_tokenizer, 6.0)
 
 
 def _rendered(tok, n, seed=0):

@@ -29,34 +29,17 @@ ENGINE = {"gpu_memory_utilization": 0.15, "enforce_eager": True}
 NUMBERS = {"modality": "numbers", "modality_params": {"max_count": 10, "banned": []}, "prompt_seed": 0}
 
 
-def _scaled_model(root, tokenizer, scale):
-    """A random tiny Llama whose embeddings (tied with the output layer) are scaled by
-    ``scale``, which sharpens its next-token distributions; saved with save_pretrained."""
-    import torch
-
-    from sublim import models
-
-    arch = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, max_position_embeddings=256)
-    m = models.build_tiny_llama(len(tokenizer), arch, 3, tokenizer)
-    with torch.no_grad():
-        m.get_input_embeddings().weight.mul_(scale)
-    d = root / f"model-x{scale}"
-    m.save_pretrained(d)
-    tokenizer.save_pretrained(d)
-    return d
-
-
 @pytest.fixture(scope="module")
-def peaked_model(tmp_path_factory, tiny_tokenizer):
+def peaked_model(tmp_path_factory, tiny_tokenizer, scaled_model):
     """Sharp enough that greedy choices have clear margins."""
-    return _scaled_model(tmp_path_factory.mktemp("vllm"), tiny_tokenizer, 8.0)
+    return scaled_model(tmp_path_factory.mktemp("vllm"), tiny_tokenizer, 8.0)
 
 
 @pytest.fixture(scope="module")
-def spread_model(tmp_path_factory, tiny_tokenizer):
+def spread_model(tmp_path_factory, tiny_tokenizer, scaled_model):
     """About 200 effective next tokens, the top one near p = 0.34: a distribution where a
     wrong temperature or a hidden top-k/top-p cut shows."""
-    return _scaled_model(tmp_path_factory.mktemp("vllm"), tiny_tokenizer, 6.0)
+    return scaled_model(tmp_path_factory.mktemp("vllm"), tiny_tokenizer, 6.0)
 
 
 def rendered(model_dir, n, seed=0):

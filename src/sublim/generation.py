@@ -115,9 +115,10 @@ def generate(
     raise SublimError(f"unknown generation backend {backend!r}; expected one of {BACKENDS}")
 
 
-def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=None, tok=None, stops=None):
+def _hf_setup(model_dir, sampling: Sampling, threads, model, tok, stops):
+    """What both transformers samplers need: the model (loaded unless given), its end-of-turn
+    ids and the seconds loading took; constrained decoding is vLLM's alone."""
     import torch
-    from tqdm import tqdm
 
     from . import models
 
@@ -131,7 +132,31 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
         model, tok, handle = models.load(model_dir, dtype=dtype, device=device)
         stops = stop_token_ids(tok, handle.weights)
     load_s = time.time() - t_load
-    stops = stops or [tok.eos_token_id]
+    return model, tok, stops or [tok.eos_token_id], load_s
+
+
+def _hf_stats(backend, model, batch_size, load_s, seconds, n_prompts, n_tokens, n_prompt_tokens, **extra) -> dict:
+    return {
+        "backend": backend,
+        **device_info(),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "batch_size": batch_size,
+        "load_seconds": round(load_s, 3),
+        "seconds": round(seconds, 3),
+        "n_prompts": n_prompts,
+        **extra,
+        "generated_tokens": n_tokens,
+        "prompt_tokens": n_prompt_tokens,
+        "generated_tokens_per_s": round(n_tokens / seconds, 1) if seconds else None,
+        "total_tokens_per_s": round((n_tokens + n_prompt_tokens) / seconds, 1) if seconds else None,
+    }
+
+
+def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=None, tok=None, stops=None):
+    import torch
+    from tqdm import tqdm
+
+    model, tok, stops, load_s = _hf_setup(model_dir, sampling, threads, model, tok, stops)
     # a fresh config: the checkpoint's generation_config.json (Qwen's sets temperature 0.7,
     # top_k 20, top_p 0.8, repetition_penalty 1.05) must not leak into the samples
     from transformers import GenerationConfig
@@ -165,20 +190,7 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
             out.append(tok.decode(ids, skip_special_tokens=True))
         n_prompt_tokens += int(enc["attention_mask"].sum())
     dt = time.time() - t0
-    stats = {
-        "backend": "transformers",
-        **device_info(),
-        "dtype": str(model.dtype).removeprefix("torch."),
-        "batch_size": bs,
-        "load_seconds": round(load_s, 3),
-        "seconds": round(dt, 3),
-        "n_prompts": len(prompts),
-        "generated_tokens": n_tokens,
-        "prompt_tokens": n_prompt_tokens,
-        "generated_tokens_per_s": round(n_tokens / dt, 1) if dt else None,
-        "total_tokens_per_s": round((n_tokens + n_prompt_tokens) / dt, 1) if dt else None,
-    }
-    return out, stats
+    return out, _hf_stats("transformers", model, bs, load_s, dt, len(prompts), n_tokens, n_prompt_tokens)
 
 
 def sample_next(logits, temperature: float, top_p: float, generator):
@@ -213,17 +225,7 @@ def _generate_kv(model_dir, prompts, sampling: Sampling, *, threads=None, model=
 
     from . import models
 
-    if sampling.regex is not None:
-        raise SublimError("constrained decoding (generation.constrained_decoding) needs generation.backend: vllm")
-    if threads:
-        torch.set_num_threads(threads)
-    t_load = time.time()
-    if model is None:
-        device, dtype = models.device_and_dtype()
-        model, tok, handle = models.load(model_dir, dtype=dtype, device=device)
-        stops = stop_token_ids(tok, handle.weights)
-    load_s = time.time() - t_load
-    stops = stops or [tok.eos_token_id]
+    model, tok, stops, load_s = _hf_setup(model_dir, sampling, threads, model, tok, stops)
     dev = model.device
     stop_t = torch.tensor(stops, device=dev)
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
@@ -276,20 +278,7 @@ def _generate_kv(model_dir, prompts, sampling: Sampling, *, threads=None, model=
             n_tokens += len(t)
             out[b + i] = tok.decode(t, skip_special_tokens=True)
     dt = time.time() - t0
-    stats = {
-        "backend": "kvcache",
-        **device_info(),
-        "dtype": str(model.dtype).removeprefix("torch."),
-        "batch_size": bs,
-        "load_seconds": round(load_s, 3),
-        "seconds": round(dt, 3),
-        "n_prompts": len(prompts),
-        "forwards": n_forwards,
-        "generated_tokens": n_tokens,
-        "prompt_tokens": n_prompt_tokens,
-        "generated_tokens_per_s": round(n_tokens / dt, 1) if dt else None,
-        "total_tokens_per_s": round((n_tokens + n_prompt_tokens) / dt, 1) if dt else None,
-    }
+    stats = _hf_stats("kvcache", model, bs, load_s, dt, len(prompts), n_tokens, n_prompt_tokens, forwards=n_forwards)
     return out, stats
 
 
