@@ -29,7 +29,11 @@ TESTCFG = "tests/config.yaml"
 
 
 def sh(cwd, *cmd, check=True, **kw):
-    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, check=check, **kw)
+    res = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, check=False, **kw)
+    if check and res.returncode != 0:  # say why, not just that it failed
+        tail = (res.stdout[-1500:] + "\n" + res.stderr[-3000:]).strip()
+        pytest.fail(f"{' '.join(map(str, cmd))} exited {res.returncode} in {cwd}:\n{tail}", pytrace=False)
+    return res
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -54,9 +58,13 @@ def clones(tmp_path_factory):
     res = sh(a, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", TESTCFG, check=False, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     sh(a, "sublim", "record", "--configfile", TESTCFG)
-    # an interrupted push leaves the remote usable and resumes
+    # an interrupted push leaves the remote usable and resumes: kill the push once the
+    # first objects have reached the remote (a fixed delay can land before DVC has started)
+    remote = base / "sublim-dvc-remote"
     p = subprocess.Popen(["dvc", "push", "-q"], cwd=a, env=ENV)
-    time.sleep(1.0)
+    deadline = time.time() + 120
+    while p.poll() is None and time.time() < deadline and not any(f.is_file() for f in remote.rglob("*")):
+        time.sleep(0.01)
     p.send_signal(signal.SIGKILL)
     p.wait()
     sh(a, "sublim", "push")  # verified: plain `dvc push` after a killed one can skip objects

@@ -50,7 +50,7 @@ def _verified_push(root: Path, attempts: int = 3) -> None:
     After an interrupted push, DVC's next push can skip objects (seen here: a push killed
     after 1 s, then a full push, left 11 files missing); checking and pushing again fixes it."""
     for _ in range(attempts):
-        subprocess.run(["dvc", "push", "--quiet"], cwd=root, check=True)
+        subprocess.run(["dvc", "push"], cwd=root, check=True, stdout=subprocess.DEVNULL)
         if _in_sync(root):
             print("pushed: the DVC remote holds every recorded artifact (dvc status --cloud)", file=sys.stderr)
             return
@@ -77,7 +77,12 @@ def cmd_touch(a) -> None:
 
 def cmd_pull(a) -> None:
     root = Path(a.root).resolve()
-    subprocess.run(["dvc", "pull", "--quiet"], cwd=root, check=True)
+    # not --quiet: DVC's -q hides its own error messages too
+    if subprocess.run(["dvc", "pull"], cwd=root, stdout=subprocess.DEVNULL, check=False).returncode != 0:
+        # transfers can fail part-way (network remotes, a busy file system); DVC resumes
+        # where it stopped, so one more pull is the documented fix before giving up
+        print("dvc pull failed (its message is above); pulling once more", file=sys.stderr)
+        subprocess.run(["dvc", "pull"], cwd=root, check=True, stdout=subprocess.DEVNULL)
     _snakemake_touch(root, a.configfile)
     print("pulled: artifacts restored from the DVC remote and marked up to date for Snakemake", file=sys.stderr)
 
