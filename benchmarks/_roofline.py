@@ -67,3 +67,55 @@ def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name(0)
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+SHAPES = Path(__file__).resolve().parent / "shapes"
+# --tiny: the same architecture family at shapes a CPU runs in seconds (the dry run of a GPU
+# check: every code path, none of the cost)
+TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "vocab_size": 4096}  # fmt: skip
+
+
+def random_model(shape: str, device: str, dtype, *, tiny: bool = False, seed: int = 0, tokenizer=None):
+    """A causal LM with ``shape``'s configuration (``benchmarks/shapes/<shape>.json``) and
+    random weights, created directly on ``device`` (no download, no checkpoint): for
+    throughput only. Special-token ids are the given tokenizer's."""
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    spec = {k: v for k, v in json.loads((SHAPES / f"{shape}.json").read_text()).items() if not k.startswith("_")}
+    spec.pop("architectures", None)
+    if tiny:
+        spec.update(TINY)
+    if tokenizer is not None:
+        spec.update(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                    eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    cfg = AutoConfig.for_model(**spec)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    return model.eval()
+
+
+def prompt_tokenizer(texts):
+    """A tokenizer for prompts to a random-weight model: sublim's own word-level tokenizer
+    trained on the texts (numbers 0-999 are single tokens, where Qwen's spell out digits, so
+    prompts are about a third shorter than Qwen's). Ids beyond its vocabulary, which a
+    random model samples, decode to nothing; token counts come from the ids."""
+    from sublim.tokenizer import build_tokenizer
+
+    return build_tokenizer(texts)
+
+
+def param_split(model) -> tuple[int, int, int, int]:
+    """Like ``generation.weight_bytes_and_params`` for a model in memory: weight bytes, all
+    parameters, the body's (not the input embedding or the output head) and the head's."""
+    n = sum(p.numel() for p in model.parameters())
+    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    embed = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    tied = head.data_ptr() == embed.data_ptr()
+    n_body = n - embed.numel() - (0 if tied else head.numel())
+    return nbytes, n, n_body, head.numel()

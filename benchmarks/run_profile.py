@@ -138,6 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--log", help="the Snakemake log (default: the newest in .snakemake/log)")
     ap.add_argument("--cores", type=int, default=2, help="cores the run was given (default 2)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (for README)")
+    ap.add_argument("--json", type=Path, help="also write per-rule seconds and the wall time here")
     a = ap.parse_args(argv)
     root = Path(a.run)
     if a.log:
@@ -240,6 +241,12 @@ def main(argv=None) -> int:
     print(f"critical path: {crit[0]:.0f} s ({crit[0] / max(wall, 1):.0%} of the wall time), "
           f"the floor with unlimited cores; with {a.cores} cores the floor is "
           f"max(critical path, job seconds / {a.cores}) = {max(crit[0], total_job / a.cores):.0f} s")  # fmt: skip
+    if a.json:
+        a.json.write_text(json.dumps({
+            "run": str(root), "cores": a.cores, "wall_s": round(wall, 1), "job_s": round(total_job, 1),
+            "critical_path_s": round(crit[0], 1), "matmul_1thread_flops": peak,
+            "rules": {rule: {k: round(v, 2) for k, v in r.items()} for rule, r in rows},
+        }, indent=1))  # fmt: skip
     shown = []
     for step in crit[1]:  # a job with several outputs appears once
         j = job_of[step.split(":", 1)[1]]

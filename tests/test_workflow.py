@@ -193,3 +193,26 @@ def test_snakemake_html_report_has_figures_tables_and_config(run):
     ):
         assert name in html, name
     assert "Produced by config" in html and "tests" in html
+
+
+def test_gpu_check_dry_run_runs_every_step(run, tmp_path):
+    """benchmarks/gpu_check.py --dry-run: the GPU check's every step at tiny shapes on this
+    CPU, the workflow step on this module's finished run (Snakemake finds nothing to do, the
+    profile reads it), so a GPU's minutes are never spent on a typo."""
+    out = tmp_path / "gpu-check"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), str(out), "--dry-run", "--workdir", str(run),
+           "--cores", "2"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    gen = json.loads((out / "generation.json").read_text())
+    assert [r["sampler"] for r in gen["rows"]] == ["hf-batch", "kvcache", "hf-loop"]
+    assert all(r["generated_tokens"] > 0 and r["compute_fraction"] > 0 for r in gen["rows"])
+    lora = json.loads((out / "lora.json").read_text())
+    assert lora["steps"] == 2 and lora["throughput"]["tokens_per_s"] > 0
+    prof = json.loads((out / "workflow_profile.json").read_text())
+    # the newest Snakemake log that ran jobs: this module's forced rerun of generate -> filter
+    assert prof["rules"]["generate"]["jobs"] == 5 and prof["wall_s"] > 0
+    md = (out / "summary.md").read_text()
+    for row in ("| kvcache |", "LoRA student", "| generate | 5 |", "dry run"):
+        assert row in md, row
+    assert (out / "workflow_manifests" / "results" / "reference" / "seed0" / "manifest.json").exists()
