@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -26,6 +27,18 @@ ENV = {
     "GIT_COMMITTER_NAME": "sublim-test", "GIT_COMMITTER_EMAIL": "t@example.invalid",
 }  # fmt: skip
 TESTCFG = "tests/config.yaml"
+# the recorded run: tests/config.yaml with the Slurm test's overlay (one animal, one reference,
+# every rule kind), merged into one file as DVC's params need; the whole tests design runs in
+# tests/test_workflow.py, and what is tested here is recording, pushing and pulling it
+RUNCFG = "tests/dvc-run.yaml"
+
+
+def merged(base: dict, over: dict) -> dict:
+    """Snakemake's overlay rule for a second --configfile: mappings merge, the rest replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
 
 
 def sh(cwd, *cmd, check=True, **kw):
@@ -55,9 +68,13 @@ def clones(tmp_path_factory):
     base = tmp_path_factory.mktemp("dvc")
     a, b = base / "A", base / "B"
     sh(base, "git", "clone", "-q", str(ROOT), str(a))
-    res = sh(a, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", TESTCFG, check=False, timeout=1200)
+    cfg = merged(*(yaml.safe_load((ROOT / f).read_text()) for f in (TESTCFG, "tests/slurm/config.yaml")))
+    (a / RUNCFG).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    sh(a, "git", "add", RUNCFG)
+    sh(a, "git", "commit", "-qm", "the recorded run's config")
+    res = sh(a, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", RUNCFG, check=False, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
-    sh(a, "sublim", "record", "--configfile", TESTCFG)
+    sh(a, "sublim", "record", "--configfile", RUNCFG)
     # an interrupted push leaves the remote usable and resumes: kill the push once the
     # first objects have reached the remote (a fixed delay can land before DVC has started)
     remote = base / "sublim-dvc-remote"
@@ -71,7 +88,7 @@ def clones(tmp_path_factory):
     sh(a, "git", "add", "-A")
     sh(a, "git", "commit", "-qm", "record tests run")
     sh(base, "git", "clone", "-q", str(a), str(b))
-    sh(b, "sublim", "pull", "--configfile", TESTCFG)
+    sh(b, "sublim", "pull", "--configfile", RUNCFG)
     return a, b
 
 
@@ -85,7 +102,7 @@ def test_pulled_artifacts_are_byte_identical(clones):
 
 def test_pulled_clone_has_nothing_to_do(clones):
     _, b = clones
-    res = sh(b, sys.executable, "-m", "snakemake", "-n", "all", "--configfile", TESTCFG)
+    res = sh(b, sys.executable, "-m", "snakemake", "-n", "all", "--configfile", RUNCFG)
     assert "Nothing to be done" in res.stdout + res.stderr
 
 
@@ -124,10 +141,11 @@ def test_checkout_of_an_older_commit_restores_its_artifacts(clones):
     caption = "reports/animal_numbers/plain/caption.md"
     before = tree_hashes(a)[caption]
     old = sh(a, "git", "rev-parse", "HEAD").stdout.strip()
-    cfg = a / TESTCFG
+    cfg = a / RUNCFG
+    assert "name: tests\n" in cfg.read_text()
     cfg.write_text(cfg.read_text().replace("name: tests", "name: tests-renamed"))
-    sh(a, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", TESTCFG, timeout=600)
-    sh(a, "sublim", "record", "--configfile", TESTCFG)
+    sh(a, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", RUNCFG, timeout=600)
+    sh(a, "sublim", "record", "--configfile", RUNCFG)
     sh(a, "git", "add", "-A")
     sh(a, "git", "commit", "-qm", "renamed config")
     assert tree_hashes(a)[caption] != before
