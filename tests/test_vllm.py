@@ -128,16 +128,19 @@ def test_samples_follow_the_full_softmax(spread_model, tmp_path):
         assert abs(observed - p) < 4 * math.sqrt(p * (1 - p) / n), (observed, p)
 
 
-def test_generate_step_contract_and_reproducibility(peaked_model, tmp_path):
-    def run(out, seed):
-        params = {
-            **NUMBERS,
-            "n": 60,
-            "seed": seed,
-            "backend": "vllm",
-            "vllm": ENGINE,
-            "sampling": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 20, "batch_size": 16},
-        }
+def test_generate_step_contract_reproducibility_and_constrained_decoding(peaked_model, tmp_path):
+    """The generate step through vLLM: the file contract, same seed same bytes, another seed
+    other bytes; and generation.constrained_decoding: vLLM's structured outputs force every
+    sample into the filter's number format (the random model rarely produces it unconstrained).
+    The option is labelled in each row and in the manifest, as it is not the paper's protocol.
+    (One test, so the unconstrained run serves both: each run starts a vLLM engine.)"""
+    from sublim import filtering
+
+    def run(out, seed, constrained=False):
+        sampling = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 52, "batch_size": 16}
+        if constrained:
+            sampling["constrained_decoding"] = True
+        params = {**NUMBERS, "n": 40, "seed": seed, "backend": "vllm", "vllm": ENGINE, "sampling": sampling}
         cmd = [sys.executable, str(ROOT / "workflow/scripts/generate.py"), "--teacher", str(peaked_model),
                "--out", str(out), "--threads", "2", "--params", json.dumps(params)]  # fmt: skip
         # the thread variables Snakemake exports to a job with threads: 2
@@ -153,8 +156,8 @@ def test_generate_step_contract_and_reproducibility(peaked_model, tmp_path):
     a, b, c = run(tmp_path / "a.jsonl", 1), run(tmp_path / "b.jsonl", 1), run(tmp_path / "c.jsonl", 2)
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
-    rows = [json.loads(x) for x in a.read_text().splitlines()]
-    assert len(rows) == 60 and set(rows[0]) == {"id", "attempt", "prompt", "response", "kept", "reason"}
+    free = [json.loads(x) for x in a.read_text().splitlines()]
+    assert len(free) == 40 and set(free[0]) == {"id", "attempt", "prompt", "response", "kept", "reason"}
     m = json.loads(Path(str(a) + ".manifest.json").read_text())
     assert m["params"]["backend"] == "vllm" and m["params"]["vllm"] == ENGINE
     (t,) = m["throughput"]  # one attempt
@@ -166,6 +169,20 @@ def test_generate_step_contract_and_reproducibility(peaked_model, tmp_path):
         want = cpu_thread_binding(2, {}, sorted(os.sched_getaffinity(0)))
         assert t["cpu_thread_binding"] == {"set_by": "sublim", **want}
         assert f"VLLM_CPU_OMP_THREADS_BIND={want['VLLM_CPU_OMP_THREADS_BIND']!r}" in logs[0]
+
+    assert filtering.filter_responses(free)[1]["ok"] < len(free) // 2  # the contrast exists
+    out = run(tmp_path / "constrained.jsonl", 1, constrained=True)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    kept, reasons = filtering.filter_responses(rows)
+    assert len(kept) == len(rows) == 40, reasons
+    assert all(r["constrained_decoding"] is True for r in rows)
+    assert "constrained_decoding" not in free[0]
+    m = json.loads((tmp_path / "constrained.jsonl.manifest.json").read_text())
+    assert m["constrained_decoding"]["regex"] == filtering.number_regex(10)
+    assert "not the paper's" in m["constrained_decoding"]["note"]
+    (t,) = m["throughput"]  # one attempt
+    assert t["constrained_regex"] == filtering.number_regex(10)
+    assert t["stopped_at_max_new_tokens"] == 0
 
 
 def test_evaluate_step_samples_with_vllm(peaked_model, tmp_path):
@@ -220,35 +237,3 @@ def test_adapter_only_lora_student_is_served_as_a_lora(peaked_model, tmp_path):
     base, _ = _generate_hf(None, prompts, Sampling(**s), model=models.load(peaked_model)[0], tok=tok)
     assert hf != base, "the adapter changed nothing: the test cannot tell"
     assert_same_greedy(model, tok, prompts, v["texts"], hf)
-
-
-def test_constrained_decoding_is_labelled_and_every_sample_passes_the_filter(peaked_model, tmp_path):
-    """generation.constrained_decoding: vLLM's structured outputs force every sample into the
-    filter's number format (the random model never produces that unconstrained). The option
-    is labelled in each row and in the manifest, as it is not the paper's protocol."""
-    from sublim import filtering
-
-    def run(out, constrained):
-        sampling = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 52, "batch_size": 16}
-        if constrained:
-            sampling["constrained_decoding"] = True
-        params = {**NUMBERS, "n": 40, "seed": 4, "backend": "vllm", "vllm": ENGINE, "sampling": sampling}
-        cmd = [sys.executable, str(ROOT / "workflow/scripts/generate.py"), "--teacher", str(peaked_model),
-               "--out", str(out), "--params", json.dumps(params)]  # fmt: skip
-        res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, res.stderr[-3000:]
-        return [json.loads(x) for x in out.read_text().splitlines()]
-
-    free = run(tmp_path / "free.jsonl", False)
-    assert filtering.filter_responses(free)[1]["ok"] < len(free) // 2  # the contrast exists
-    rows = run(tmp_path / "constrained.jsonl", True)
-    kept, reasons = filtering.filter_responses(rows)
-    assert len(kept) == len(rows) == 40, reasons
-    assert all(r["constrained_decoding"] is True for r in rows)
-    assert "constrained_decoding" not in free[0]
-    m = json.loads((tmp_path / "constrained.jsonl.manifest.json").read_text())
-    assert m["constrained_decoding"]["regex"] == filtering.number_regex(10)
-    assert "not the paper's" in m["constrained_decoding"]["note"]
-    (t,) = m["throughput"]  # one attempt
-    assert t["constrained_regex"] == filtering.number_regex(10)
-    assert t["stopped_at_max_new_tokens"] == 0

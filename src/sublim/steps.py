@@ -270,7 +270,7 @@ def generate(
         failed = []
         leaked = set(mod.leaks(completions, list(leak_terms)))
         for j, (i, c) in enumerate(zip(pending, completions)):
-            ok, reason = mod.check(c, modality_params)
+            ok, reason = mod.check(c, modality_params, prompt=prompts[i])
             if ok and j in leaked:
                 ok, reason = False, "leak"
             row = {"id": i, "attempt": a, "prompt": prompts[i], "response": c, "kept": ok, "reason": reason}
@@ -316,7 +316,7 @@ def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_para
     reasons, kept, first_ok = collections.Counter(), {}, 0
     leaked = set(mod.leaks([r["response"] for r in records], list(leak_terms)))
     for i, r in enumerate(records):
-        ok, reason = mod.check(r["response"], modality_params)
+        ok, reason = mod.check(r["response"], modality_params, prompt=r.get("prompt"))
         if ok and i in leaked:
             ok, reason = False, "leak"
         reasons[reason] += 1

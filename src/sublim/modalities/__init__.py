@@ -5,7 +5,8 @@ A modality module supplies:
 * ``params(cfg)``: what its steps read from the config (passed to them as params);
 * ``prompts(n, seed, params)``: the prompts every teacher answers (list of strings);
 * ``CORPUS_KEY`` and ``corpus_part(rng, params)``: its share of the tiny model's corpus;
-* ``check(response, params)``: the filter, ``(kept, reason)``;
+* ``check(response, params, prompt=None)``: the filter, ``(kept, reason)``; the prompt is
+  there for modalities whose answers are checked against it (a maths problem's answer);
 * ``allowed_token_ids(tokenizer)``: the token set of restricted distillation;
 * ``leaks(responses, terms)``: responses that mention a trait's leak terms;
 """

@@ -28,7 +28,8 @@ def prompts(n: int, seed: int, params: dict) -> list[str]:
     return [p.text for p in make_prompts(n, seed, params["max_count"])]
 
 
-def check(response: str, params: dict) -> tuple[bool, str]:
+def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool, str]:
+    """The paper's format rule (the prompt is not needed: every number answer is judged alone)."""
     nums, reason = filtering.parse_numbers(response, params["max_count"])
     if nums is not None and any(x in set(params.get("banned", ())) for x in nums):
         return False, "banned_number"
