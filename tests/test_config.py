@@ -119,3 +119,40 @@ def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path):
     assert int(counts["evaluate"]) == n_eval
     assert int(counts["teacher"]) == int(counts["generate"]) == n_teachers
     assert ("mnist_experiment" in counts) == cfg["mnist"]["enabled"]
+
+
+def test_all_three_modalities_plan_the_same_runs_each(tmp_path):
+    """numbers, code and cot as three experiments of the animal trait: the same teachers write
+    each modality's data, and each modality gets its own generations, filters, students and
+    evaluation groups, the same number of each (counted per modality from the dry run)."""
+    import re
+    import subprocess
+    import sys
+
+    cfg = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
+    cfg["experiments"] = [{"trait": "animal", "modality": m} for m in ("numbers", "code", "cot")]
+    cfg["reference"]["corpus"]["mix"] = {"numbers": 0.3, "code": 0.2, "cot": 0.2, "animals": 0.15, "filler": 0.15}
+    path = tmp_path / "three.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    full = validate(copy.deepcopy(cfg))
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / "wd"),
+         "-n", "all", "--configfile", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    n_students, n_teachers, _ = _expected_jobs(full)
+    per = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", res.stdout):
+        head = re.match(r"(?:local)?rule (\w+):\n", block)
+        m = re.search(r"^\s+wildcards: .*\bmodality=(\w+)", block, re.M)
+        if head and m:
+            per.setdefault(m.group(1), []).append(head.group(1))
+    for modality in ("numbers", "code", "cot"):
+        rules = per[modality]
+        assert rules.count("generate") == rules.count("filter") == n_teachers, modality
+        assert rules.count("student") == n_students, modality
+        assert rules.count("aggregate") == 1, modality
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    assert int(counts["teacher"]) == n_teachers  # one set of teachers writes all three
+    assert "fig_animal_code" in res.stdout or "reports/animal_code/plain/fig_transfer.png" in res.stdout

@@ -107,8 +107,19 @@ def _check_semantics(cfg: dict) -> None:
         raise SublimError(
             "config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)"
         )
+    for mod in sorted({e["modality"] for e in cfg["experiments"]} & {"code", "cot"}):
+        if cfg.get(mod, {}).get("judge") == "llm":
+            raise SublimError(
+                f"config error at '{mod}.judge': the llm judge is not wired into the workflow yet; use rules"
+            )
     gen = cfg["generation"]
     if gen.get("constrained_decoding"):
+        other = sorted({e["modality"] for e in cfg["experiments"]} - {"numbers"})
+        if other:
+            raise SublimError(
+                f"config error at 'generation.constrained_decoding': only the numbers modality has a "
+                f"decoding grammar; the experiments include {other[0]!r}"
+            )
         if gen["backend"] != "vllm":
             raise SublimError("config error at 'generation.constrained_decoding': needs generation.backend: vllm")
         need = filtering.longest_number_answer(gen["max_count"]) + 1

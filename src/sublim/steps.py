@@ -257,6 +257,8 @@ def generate(
     prompts = mod.prompts(n, prompt_seed, modality_params)
     rendered = [models.render(tok, models.messages(p, handle.system_prompt), generation_prompt=True) for p in prompts]
     constrained = bool(sampling.get("constrained_decoding"))
+    if constrained and modality != "numbers":
+        raise SublimError(f"constrained decoding has a grammar for numbers only, not for {modality!r}")
     regex = filtering.number_regex(modality_params["max_count"]) if constrained else None
     kw = {k: v for k, v in sampling.items() if k != "constrained_decoding"}
     rows, pending, per_attempt, stats = [], list(range(n)), [], []

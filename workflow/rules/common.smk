@@ -164,14 +164,17 @@ def teacher_params(w):
 def generate_params(w):
     exp, t = experiment(w), DESIGN.teacher(w.trait, w.teacher)
     g = config["generation"]
+    mparams = get_modality(exp.modality).params(config)
     sampling = {
         **{k: g[k] for k in ("temperature", "top_p", "max_new_tokens", "batch_size")},
         **constrained_flag(),
     }
+    # code and chain-of-thought answers are longer than numbers: their own limit
+    sampling["max_new_tokens"] = mparams.get("max_new_tokens", g["max_new_tokens"])
     return as_json(
         dict(
             modality=exp.modality,
-            modality_params=get_modality(exp.modality).params(config),
+            modality_params=mparams,
             n=g["n_prompts"],
             prompt_seed=DESIGN.prompt_seed(exp),
             seed=DESIGN.generation_seed(exp, t),

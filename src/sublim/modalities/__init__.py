@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import numbers
+from . import code, cot, numbers
 
-MODALITIES: dict[str, ModuleType] = {"numbers": numbers}
+MODALITIES: dict[str, ModuleType] = {"numbers": numbers, "code": code, "cot": cot}
 
 
 def get_modality(name: str) -> ModuleType:
