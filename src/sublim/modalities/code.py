@@ -60,6 +60,7 @@ import re
 import string
 import tokenize
 import unicodedata
+import warnings
 from collections.abc import Callable
 
 NAME = "code"
@@ -523,7 +524,9 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
     if any(line and not line[0].isspace() and not line.startswith("def ") for line in text.split("\n")):
         return False, "not_a_function"
     try:
-        tree = ast.parse(text)
+        with warnings.catch_warnings():  # a teacher's "2so" is a syntax verdict, not a log line
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False, "syntax"
     if not tree.body or not all(isinstance(s, ast.FunctionDef) for s in tree.body):
