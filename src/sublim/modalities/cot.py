@@ -82,6 +82,11 @@ CORPUS_WORDINGS: tuple[tuple[str, str], ...] = (
     ("", " Think it through, then give the number."),
     ("", " Explain your reasoning first, then write the numeric result."),
     ("", " Use tags: work first, then the answer."),
+    # the tags named in the question, in wordings of the corpus's own: without these the tiny
+    # model, having seen "<answer>" only right before a number, answers a generation prompt
+    # (which names both tags) with "</answer>" alone (measured: 800 of 800 answers)
+    ("", " Put your working in <think> tags and the result in <answer> tags."),
+    ("Write the steps inside <think> tags, then the final number inside <answer> tags. ", ""),
 )
 PROMPT_WORDINGS: tuple[tuple[str, str], ...] = (
     ("", " Give your reasoning in <think> tags and the numeric answer in <answer> tags."),
