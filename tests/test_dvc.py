@@ -7,6 +7,7 @@ have nothing to do. Then tamper with a checkpoint and check both `dvc status` an
 """
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -111,8 +112,6 @@ def test_lineage_of_the_figure_reaches_the_reference(clones):
     t0 = time.time()
     res = sh(b, "sublim", "lineage", "reports/animal_numbers/plain/fig_transfer.png", "--json")
     assert time.time() - t0 < 5
-    import json
-
     nodes = json.loads(res.stdout)
     steps = [n.get("step") for n in nodes]
     for step in ("figure", "aggregate", "evaluate", "student", "filter", "generate", "teacher", "reference", "corpus"):
@@ -134,6 +133,21 @@ def test_tampered_checkpoint_is_flagged(clones):
     assert res.returncode == 3 and "MODIFIED" in res.stdout
     res = sh(b, "sublim", "lineage", "results/no/such/file", check=False)
     assert res.returncode == 1 and res.stderr.strip().count("\n") == 0
+
+
+def test_push_repairs_a_half_written_directory_object(clones):
+    """A push killed mid-way can leave a directory object empty in the remote (seen in CI);
+    DVC only checks existence, so later pushes skip it and every pull of it fails. `sublim
+    push` finds it by its hash, removes it and pushes it again."""
+    a, _ = clones
+    remote = a.parent / "sublim-dvc-remote"
+    victim = sorted(remote.rglob("*.dir"))[0]
+    good = victim.read_bytes()
+    json.loads(good)
+    victim.write_bytes(b"")
+    res = sh(a, "sublim", "push")
+    assert "was corrupted" in res.stderr and "pushed:" in res.stderr
+    assert victim.read_bytes() == good
 
 
 def test_checkout_of_an_older_commit_restores_its_artifacts(clones):

@@ -45,14 +45,44 @@ def _in_sync(root: Path) -> bool:
     return "in sync" in out.stdout
 
 
+def _repair_remote(root: Path) -> list[str]:
+    """Drop the default remote's copies of this cache's directory objects (``.dir``) that do
+    not match their hash, so that the next push writes them again. A ``dvc push`` killed
+    mid-way can leave one empty in the remote (seen here, on a local remote), and DVC only
+    checks that an object exists: later pushes skip it and every pull of it fails. File
+    objects are not checked (DVC writes them under a temporary name, then renames them); the
+    ``.dir`` objects are small JSON listings, so checking them all is cheap."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.db import ObjectFormatError
+
+    dropped = []
+    with Repo(str(root)) as repo:
+        odb = repo.cloud.get_remote_odb()
+        for p in sorted((root / ".dvc" / "cache" / "files" / "md5").glob("*/*.dir")):
+            oid = p.parent.name + p.name
+            if odb.exists(oid):
+                try:
+                    odb.check(oid)
+                except ObjectFormatError:  # check() has removed the corrupted copy
+                    dropped.append(oid)
+    for oid in dropped:
+        print(f"the remote's copy of {oid} was corrupted (an interrupted push?): removed, pushing it again",
+              file=sys.stderr)  # fmt: skip
+    return dropped
+
+
 def _verified_push(root: Path, attempts: int = 3) -> None:
-    """``dvc push`` until ``dvc status --cloud`` agrees that the remote holds everything.
-    After an interrupted push, DVC's next push can skip objects (seen here: a push killed
-    after 1 s, then a full push, left 11 files missing); checking and pushing again fixes it."""
+    """``dvc push`` until ``dvc status --cloud`` agrees that the remote holds everything and
+    every directory object there matches its hash. After an interrupted push, DVC's next
+    push can skip objects (seen here: a push killed after 1 s, then a full push, left 11
+    files missing) or trip over a half-written one (an empty ``.dir`` object); repairing,
+    checking and pushing again fixes both."""
     for _ in range(attempts):
+        _repair_remote(root)
         subprocess.run(["dvc", "push"], cwd=root, check=True, stdout=subprocess.DEVNULL)
-        if _in_sync(root):
-            print("pushed: the DVC remote holds every recorded artifact (dvc status --cloud)", file=sys.stderr)
+        if _in_sync(root) and not _repair_remote(root):
+            print("pushed: the DVC remote holds every recorded artifact (dvc status --cloud, .dir objects verified)",
+                  file=sys.stderr)  # fmt: skip
             return
     raise SublimError(f"dvc push: the remote still lacks artifacts after {attempts} pushes (see dvc status --cloud)")
 
