@@ -79,7 +79,9 @@ def _verified_push(root: Path, attempts: int = 3) -> None:
     checking and pushing again fixes both."""
     for _ in range(attempts):
         _repair_remote(root)
-        subprocess.run(["dvc", "push"], cwd=root, check=True, stdout=subprocess.DEVNULL)
+        if subprocess.run(["dvc", "push"], cwd=root, stdout=subprocess.DEVNULL, check=False).returncode != 0:
+            print("dvc push failed (its message is above); repairing the remote and pushing again", file=sys.stderr)
+            continue
         if _in_sync(root) and not _repair_remote(root):
             print("pushed: the DVC remote holds every recorded artifact (dvc status --cloud, .dir objects verified)",
                   file=sys.stderr)  # fmt: skip
