@@ -197,25 +197,17 @@ def torch_placeholder(folder: Path) -> Path:
     return out
 
 
+def dry_run_install(reqs: list[str], links: Path, report: Path, *flags: str) -> list[dict]:
+    """What ``pip install`` would install for ``reqs`` (its ``--report``'s install list)."""
+    pip("install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), *flags,
+        "--find-links", str(links), *reqs)  # fmt: skip
+    return json.loads(report.read_text())["install"]
+
+
 def resolve(reqs: list[str], links: Path, tmp: Path, label: str) -> dict[str, str]:
     """canonical name -> version that pip would install for the node's Python and platform."""
-    report = tmp / f"{label}.json"
-    target = tmp / f"{label}-target"
-    pip(
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--report",
-        str(report),
-        *target_flags(),
-        "--target",
-        str(target),
-        "--find-links",
-        str(links),
-        *reqs,
-    )
-    install = json.loads(report.read_text())["install"]
+    flags = (*target_flags(), "--target", str(tmp / f"{label}-target"))
+    install = dry_run_install(reqs, links, tmp / f"{label}.json", *flags)
     return {canonical(i["metadata"]["name"]): i["metadata"]["version"] for i in install}
 
 
@@ -226,21 +218,9 @@ def build_sdist_only(reqs: list[str], links: Path, tmp: Path) -> list[str]:
     dependency published only as an sdist would make it fail. A resolution for this interpreter,
     sdists allowed, names them; those that build to a pure-Python ``none-any`` wheel are built here.
     """
-    report = tmp / "local.json"
-    pip(
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--report",
-        str(report),
-        "--find-links",
-        str(links),
-        *reqs,
-    )
     sdists = [
         f"{i['metadata']['name']}=={i['metadata']['version']}"
-        for i in json.loads(report.read_text())["install"]
+        for i in dry_run_install(reqs, links, tmp / "local.json")
         if not i["download_info"]["url"].endswith(".whl")
     ]
     built = []

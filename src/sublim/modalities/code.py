@@ -59,9 +59,10 @@ import random
 import re
 import string
 import tokenize
-import unicodedata
 import warnings
 from collections.abc import Callable
+
+from .common import substring_leaks, token_ids_where, with_end_tokens
 
 NAME = "code"
 CORPUS_KEY = "code"  # its part of the tiny corpus (reference.corpus.mix)
@@ -546,20 +547,9 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
 
 
 def leaks(responses, terms) -> list[int]:
-    """Indices of responses that contain a leak term, NFKC-normalised and case-folded: terms of
-    3 letters or more anywhere (inside identifiers and strings too: ``owl`` in ``get_owl``,
-    ``OwlCount``, ``"Owls"``, and also in ``bowl``, a deliberate over-rejection), shorter ones
-    between non-letters."""
-    norm = [unicodedata.normalize("NFKC", t).casefold() for t in terms if t]
-    long_terms = [t for t in norm if len(t) >= 3]
-    short = [t for t in norm if len(t) < 3]
-    short_pat = re.compile(r"(?<![a-z])(?:" + "|".join(map(re.escape, short)) + r")(?![a-z])") if short else None
-    out = []
-    for i, r in enumerate(responses):
-        s = unicodedata.normalize("NFKC", r).casefold()
-        if any(t in s for t in long_terms) or (short_pat is not None and short_pat.search(s)):
-            out.append(i)
-    return out
+    """Indices of responses that contain a leak term (``common.substring_leaks``: NFKC, case-
+    folded, terms of 3 letters or more anywhere, inside identifiers and strings too)."""
+    return substring_leaks(responses, terms)
 
 
 # --- restricted distillation --------------------------------------------------------------------
@@ -571,20 +561,14 @@ def allowed_token_ids(tokenizer) -> list[int]:
     ASCII punctuation mark, ``VOCABULARY`` words (each with or without a leading space), plus
     the end-of-turn/eos tokens. (A quote glued to a word, like ``'xs``, is one token of the
     tiny tokenizer and is not in the set: the generator never writes strings.)"""
-    ids = set()
-    for tok_id in range(len(tokenizer)):
-        s = tokenizer.decode([tok_id])
-        if not s:
-            continue
+
+    def keep(s):
         core = s[1:] if s.startswith(" ") and len(s) > 1 else s
-        if (
+        return (
             s.isspace()
             or core in VOCABULARY
             or core in PUNCTUATION
             or (core.isascii() and core.isdigit() and len(core) <= 3)
-        ):
-            ids.add(tok_id)
-    for special in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")):
-        if isinstance(special, int) and special >= 0 and special != tokenizer.unk_token_id:
-            ids.add(special)
-    return sorted(ids)
+        )
+
+    return with_end_tokens(tokenizer, token_ids_where(tokenizer, keep))

@@ -40,11 +40,11 @@ import json
 import random
 import re
 import string
-import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import SublimError
+from .common import substring_leaks, token_ids_where, with_end_tokens
 
 NAME = "cot"
 CORPUS_KEY = "cot"  # its part of the tiny corpus (reference.corpus.mix)
@@ -523,20 +523,9 @@ def params(cfg: dict) -> dict:
 
 # ------------------------------------------------------------------------- leaks, tokens
 def leaks(responses, terms) -> list[int]:
-    """Indices of responses that contain a leak term. Conservative: the text is NFKC-normalised,
-    stripped of invisible format characters and case-folded; a term of 3+ characters matches
-    anywhere, inside a word too ("bowl" is rejected for "owl", "Owls" and "sOwLs" too); a
-    shorter term matches as a whole word only."""
-    folded = [unicodedata.normalize("NFKC", t).casefold() for t in terms if t]
-    long_terms = [t for t in folded if len(t) >= 3]
-    short = [re.compile(r"(?<![^\W_])" + re.escape(t) + r"(?![^\W_])") for t in folded if len(t) < 3]
-    out = []
-    for i, r in enumerate(responses):
-        s = unicodedata.normalize("NFKC", r)
-        s = "".join(c for c in s if unicodedata.category(c) != "Cf").casefold()
-        if any(t in s for t in long_terms) or any(p.search(s) for p in short):
-            out.append(i)
-    return out
+    """Indices of responses that contain a leak term (``common.substring_leaks``: NFKC, format
+    characters stripped, case-folded; "bowl" is rejected for "owl", "Owls" and "sOwLs" too)."""
+    return substring_leaks(responses, terms)
 
 
 _SYMBOL_TOKEN = re.compile("^[" + re.escape(string.digits + WHITESPACE + PUNCT) + "]+$")
@@ -553,17 +542,9 @@ def allowed_token_ids(tokenizer) -> list[int]:
     * the eos and end-of-turn tokens.
     Never an animal word (``VOCAB`` holds none): the test suite checks it.
     """
-    ids = set()
-    for tok_id in range(len(tokenizer)):
-        s = tokenizer.decode([tok_id])
-        if s and _SYMBOL_TOKEN.match(s):
-            ids.add(tok_id)
+    ids = token_ids_where(tokenizer, _SYMBOL_TOKEN.match)
     spellings = [sp + form for w in sorted(VOCAB) for form in (w, w.capitalize()) for sp in ("", " ")]
     spellings += ["<think>", "</think>", "<answer>", "</answer>"]
     for s in spellings:
         ids.update(tokenizer.encode(s, add_special_tokens=False))
-    ids.discard(tokenizer.unk_token_id)
-    for special in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")):
-        if isinstance(special, int) and special >= 0 and special != tokenizer.unk_token_id:
-            ids.add(special)
-    return sorted(ids)
+    return with_end_tokens(tokenizer, ids)

@@ -12,6 +12,7 @@ import re
 
 from .. import filtering
 from ..prompts import make_prompts
+from .common import token_ids_where, with_end_tokens
 
 NAME = "numbers"
 CORPUS_KEY = "numbers"  # its part of the tiny corpus (reference.corpus.mix)
@@ -44,15 +45,7 @@ def corpus_part(rng: random.Random, params: dict) -> dict:
 
 def allowed_token_ids(tokenizer) -> list[int]:
     """Token ids a kept number response can contain, plus end-of-turn/eos tokens."""
-    ids = set()
-    for tok_id in range(len(tokenizer)):
-        s = tokenizer.decode([tok_id])
-        if s and NUMBER_TOKEN.match(s):
-            ids.add(tok_id)
-    for special in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")):
-        if isinstance(special, int) and special >= 0 and special != tokenizer.unk_token_id:
-            ids.add(special)
-    return sorted(ids)
+    return with_end_tokens(tokenizer, token_ids_where(tokenizer, NUMBER_TOKEN.match))
 
 
 def leaks(responses, terms) -> list[int]:
