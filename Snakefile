@@ -20,6 +20,7 @@ include: "workflow/rules/student.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/mnist.smk"
+include: "workflow/rules/audit.smk"
 
 
 rule all:
@@ -27,4 +28,5 @@ rule all:
     input:
         [figure_targets(e) for e in DESIGN.experiments],
         rules.fig_mnist.output if config["mnist"]["enabled"] else [],
+        rules.audit.input if config["audit"]["enabled"] else [],
     localrule: True

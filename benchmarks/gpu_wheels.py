@@ -94,6 +94,11 @@ WITHOUT = {
         "dists": set(),
         "effect": "sublim's MNIST branch (pureml's MNIST data, zarr) cannot run: leave the mnist rules out",
     },
+    "audit": {
+        "requirements": {"scikit-learn"},
+        "dists": set(),
+        "effect": "`sublim audit` (scikit-learn) cannot run: leave the audit rules out",
+    },
     "pulp": {
         "requirements": set(),
         "dists": {"pulp"},

@@ -101,6 +101,7 @@ def test_every_job_went_through_sbatch(slurm_run):
         "mnist_data",
         "fig_mnist",
         "design_table",
+        "audit_table",
     }
     assert all(m["slurm_job_id"] is None for m in ms.values() if m["step"] in local)
     ids = {m["slurm_job_id"] for m in ms.values() if m["step"] not in local}

@@ -1,4 +1,5 @@
-"""The ``sublim`` command: ``lineage`` (audit an artifact) and ``record`` (version a run with DVC)."""
+"""The ``sublim`` command: ``audit`` (does a data set carry a hidden signal?), ``lineage`` (which data
+made an artifact) and ``record``/``push``/``pull``/``touch`` (version a run with DVC)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,21 @@ import sys
 from pathlib import Path
 
 from .errors import SublimError
+
+
+def cmd_audit(a) -> None:
+    from . import audit
+
+    ks = tuple(int(k) for k in a.k.split(","))
+    cfg = audit.AuditConfig(ks=ks, holdout=a.holdout, n_permutations=a.permutations, seed=a.seed)
+    detectors = a.detectors.split(",") if a.detectors else None
+    s = audit.audit(a.data, a.against, a.out, reference=a.reference, teacher=a.teacher, detectors=detectors,
+                    cfg=cfg, allow_mismatch=a.allow_mismatch, threads=a.threads,
+                    log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    print(audit.format_table(s))
+    print(s["verdict"])
+    if a.fail_on_flag and "FLAGGED" in s["verdict"]:
+        sys.exit(4)
 
 
 def cmd_lineage(a) -> None:
@@ -122,6 +138,25 @@ def cmd_pull(a) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="sublim", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("audit", help="does DATA carry a signal its CONTROL does not? (held-out AUROC per detector)")
+    p.add_argument("data", help="JSONL of {id, prompt, response}: the suspected teacher's data")
+    p.add_argument("--against", required=True, metavar="CONTROL", help="JSONL: the control teacher's data")
+    p.add_argument("--reference", metavar="MODEL", help="the clean reference model (enables 'reference')")
+    p.add_argument("--teacher", metavar="MODEL", help="the suspected teacher (enables 'teacher'; needs --reference)")
+    p.add_argument("--out", required=True, metavar="DIR", help="summary.json, auroc.csv, roc.png")
+    p.add_argument("--detectors", help="comma-separated subset of data,reference,teacher (default: all given)")
+    p.add_argument("--k", default="1,4,16", help="bag sizes, comma-separated (default 1,4,16)")
+    p.add_argument("--holdout", type=float, default=0.5, help="share of the prompts held out for judging")
+    p.add_argument("--permutations", type=int, default=999)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="compare data sets whose prompts or filter settings differ (reported in the summary)",
+    )
+    p.add_argument("--fail-on-flag", action="store_true", help="exit 4 when any detector flags the data")
+    p.set_defaults(fn=cmd_audit)
     p = sub.add_parser("lineage", help="print an artifact's chain back to the reference model")
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -201,6 +201,14 @@ class Design:
         """Every teacher whose data some student of ``exp`` learns from (sorted by id)."""
         return sorted({s.teacher for s in self._students[exp]}, key=lambda t: t.id)
 
+    def audit_pairs(self, exp: Experiment) -> list[tuple[Teacher, Teacher]]:
+        """``(trait teacher, its neutral twin)`` for every twin pair of ``exp``: the audit's
+        data set and its control (same recipe, prompts and filter)."""
+        ts = self.teachers(exp)
+        twins = {(t.target, t.replicate): t for t in ts if t.kind == "neutral"}
+        pairs = [(t, twins.get((t.target, t.replicate))) for t in ts if t.kind == "trait"]
+        return [(t, n) for t, n in pairs if n is not None]
+
     def all_teachers(self) -> list[Teacher]:
         return sorted({t for e in self.experiments for t in self.teachers(e)}, key=lambda t: (t.trait, t.id))
 

@@ -531,6 +531,65 @@ def evaluate(
     manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
 
 
+# ------------------------------------------------------------------------------- audit
+def audit(out_dir, *, data, control, reference, teacher, detectors, ks, holdout: float, permutations: int, seed: int,
+          threads=None):  # fmt: skip
+    """``sublim audit`` of one trait teacher's data against its neutral twin's."""
+    from . import audit as audit_mod
+
+    _threads(threads)
+    cfg = audit_mod.AuditConfig(ks=tuple(ks), holdout=holdout, n_permutations=permutations, seed=seed)
+    s = audit_mod.audit(data, control, out_dir, reference=reference, teacher=teacher, detectors=detectors, cfg=cfg,
+                        threads=threads, log=_log)  # fmt: skip
+    _log(s["verdict"])
+
+
+def audit_table(out_csv, out_summary, *, audits: list[str]):
+    """Every audit's rows (a ``teacher`` column) and, per detector and K, the mean AUROC over
+    twin pairs with a t interval and a one-sample t-test against 0.5 (a pair is the unit),
+    Holm-corrected over the rows reported."""
+    import numpy as np
+    import pandas as pd
+    from scipy import stats as st
+
+    from .stats import holm, t_interval
+
+    t0 = time.time()
+    frames = []
+    for d in audits:
+        s = json.loads((Path(d) / "summary.json").read_text())
+        df = pd.DataFrame(s["results"])
+        df.insert(0, "teacher", Path(d).name)
+        frames.append(df)
+    if not frames:
+        raise SublimError("no audits to tabulate")
+    table = pd.concat(frames, ignore_index=True)
+    rows = []
+    for (det, k), g in table.groupby(["detector", "k"], sort=False):
+        a = g["auroc"].to_numpy(float)
+        a = a[np.isfinite(a)]
+        mean, lo, hi = t_interval(a)
+        row = {"detector": det, "k": int(k), "n_pairs": len(a), "mean_auroc": mean, "ci95_low": lo, "ci95_high": hi,
+               "min_auroc": float(a.min()) if len(a) else np.nan, "max_auroc": float(a.max()) if len(a) else np.nan,
+               "n_flagged": int(g["flagged"].sum())}  # fmt: skip
+        if len(a) >= 2 and np.ptp(a) > 0:
+            row["p_one_sided"] = float(st.ttest_1samp(a, 0.5, alternative="greater").pvalue)
+            row["p_two_sided"] = float(st.ttest_1samp(a, 0.5).pvalue)
+        else:
+            row["p_one_sided"] = row["p_two_sided"] = np.nan
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    summary["p_one_sided_holm"] = holm(summary["p_one_sided"].to_numpy())
+    summary["p_two_sided_holm"] = holm(summary["p_two_sided"].to_numpy())
+    with manifest.atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    with manifest.atomic_path(out_summary) as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.6g")
+    m = manifest.build_manifest("audit_table", {}, {Path(d).name: d for d in audits}, None, t0,
+                                summary=str(out_summary))  # fmt: skip
+    manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
+
+
 # ------------------------------------------------------------------------------ report
 def design_table(out_csv, *, config: dict, trait: str, modality: str):
     """The experiment's design table, built from the config's design keys by the same

@@ -265,3 +265,24 @@ def figure_params(w):
             **constrained_flag(),
         )
     )
+
+
+# --- audit (workflow/rules/audit.smk)
+AUD = config["audit"]
+
+
+def audit_inputs(w):
+    t = DESIGN.teacher(w.trait, w.teacher)
+    return dict(
+        data=f"results/{w.trait}/{w.modality}/filter/{w.teacher}.jsonl",
+        control=f"results/{w.trait}/{w.modality}/filter/neutral_{w.teacher}.jsonl",
+        reference=f"results/reference/{t.init}",
+        teacher=t.path,
+    )
+
+
+def audit_targets(exp):
+    return [
+        f"results/{exp.trait}/{exp.modality}/audit/{t.id}"
+        for t, _ in DESIGN.audit_pairs(exp)
+    ]

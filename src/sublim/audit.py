@@ -1,0 +1,535 @@
+"""``sublim audit``: does a data set carry a hidden signal that its control does not?
+
+Two JSONL data sets of ``{"id", "prompt", "response"}`` rows (the ``filter`` step's output):
+DATA, written by a suspected teacher, and CONTROL, written by a teacher made the same way
+without the trait, answering the same prompts through the same filter. Each detector gives
+every response a score (higher: more like DATA); a bag of K responses of one data set is
+scored by the mean of its members' scores. Per detector and K the audit reports a held-out
+AUROC with a percentile-bootstrap 95% interval (each class resampled on its own), the same
+interval widened for every (detector, K) reported (Bonferroni), and one- and two-sided
+permutation p-values (labels swapped within each prompt's pair, bags rebuilt), Holm-corrected
+over everything reported.
+
+Detectors:
+
+* ``data``      -- surface statistics only: hashed word and character n-grams (tf-idf) plus
+                   lengths and the numbers' digit, size and count distributions, into a
+                   logistic regression whose penalty is chosen inside the training half;
+* ``reference`` -- the clean reference model only: per-response summaries of the per-token
+                   log-likelihoods and next-token entropies of the response given its prompt,
+                   into a logistic regression; beside it, a Mann-Whitney two-sample test of the
+                   mean per-token log-likelihood;
+* ``teacher``   -- the suspected teacher as well: each response's log-likelihood ratio,
+                   teacher (with its own system prompt) against reference. No fitting.
+
+Every detector is judged on the same held-out half of the prompts (``holdout``): a prompt's two
+responses are never split between fitting and judging, and the fitted detectors are fixed before
+they see a held-out response, so under the null (both data sets from one distribution) a
+held-out score is independent of its label, the AUROC is centred on 0.5, the bootstrap interval
+is a valid interval for the fitted detector's AUROC, and the label swaps give an exact test.
+(Pooling cross-validated scores would use all the data, but each fold's detector then depends
+on the other folds' labels: measured here on a null pair, the pooled AUROC sat below 0.5 and its
+bootstrap interval was too narrow to cover it.) Confounds are controlled by
+refusing data sets whose prompts or filter settings differ (``allow_mismatch`` overrides,
+and the summary says so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SublimError
+
+DETECTORS = ("data", "reference", "teacher")
+NUMBER = re.compile(r"\d+")
+TOKENS = re.compile(r"\d+|[A-Za-z_]+|[^\sA-Za-z_\d]")
+
+
+@dataclasses.dataclass
+class AuditConfig:
+    ks: tuple[int, ...] = (1, 4, 16)
+    holdout: float = 0.5  # share of the prompts held out for judging
+    n_permutations: int = 999
+    n_bootstrap: int = 2000
+    alpha: float = 0.05
+    seed: int = 0
+    min_bags: int = 5  # per class; fewer bags than this: "not testable"
+    batch_size: int = 64
+
+
+# ----------------------------------------------------------------------------- reading
+def read_rows(path) -> list[dict]:
+    """Stream a JSONL data set; one line naming the file and line for anything malformed."""
+    p = Path(path)
+    if not p.exists():
+        raise SublimError(f"data set not found: {p}")
+    rows, seen = [], {}
+    with p.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SublimError(f"{p}: line {n} is not JSON ({e.msg})") from None
+            if not isinstance(r, dict):
+                raise SublimError(f"{p}: line {n} is not a JSON object")
+            for key in ("id", "prompt", "response"):
+                if key not in r:
+                    raise SublimError(f"{p}: line {n} has no {key!r} field")
+            if not isinstance(r["prompt"], str) or not isinstance(r["response"], str):
+                raise SublimError(f"{p}: line {n}: 'prompt' and 'response' must be strings")
+            if r["id"] in seen:
+                raise SublimError(f"{p}: line {n} repeats prompt id {r['id']!r} (first on line {seen[r['id']]})")
+            seen[r["id"]] = n
+            rows.append({"id": r["id"], "prompt": r["prompt"], "response": r["response"]})
+    if not rows:
+        raise SublimError(f"data set is empty: {p}")
+    return rows
+
+
+def _filter_params(path) -> dict | None:
+    m = Path(str(path) + ".manifest.json")
+    if not m.exists():
+        return None
+    return json.loads(m.read_text()).get("params")
+
+
+def pair(data_path, control_path, *, allow_mismatch: bool = False) -> dict:
+    """The two data sets, checked for a like-for-like comparison.
+
+    Both must answer the same prompts (the ids they share carry the same prompt text, and
+    they share at least one id) and, where their ``filter`` manifests are present, come from
+    the same filter settings; otherwise one line says what differs, unless
+    ``allow_mismatch``. Rows of ids only one side answered are kept (each is its own group)."""
+    a, b = read_rows(data_path), read_rows(control_path)
+    pa, pb = {r["id"]: r["prompt"] for r in a}, {r["id"]: r["prompt"] for r in b}
+    common = [i for i in pa if i in pb]
+    problems = []
+    if not common:
+        problems.append(f"{data_path} and {control_path} share no prompt id: they answer different prompts")
+    diff = [i for i in common if pa[i] != pb[i]]
+    if diff:
+        problems.append(f"prompt id {diff[0]!r} has different prompts in {data_path} and {control_path} "
+                        f"({len(diff)} of {len(common)} shared ids differ)")  # fmt: skip
+    fa, fb = _filter_params(data_path), _filter_params(control_path)
+    if fa is not None and fb is not None and fa != fb:
+        keys = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+        problems.append(f"{data_path} and {control_path} were filtered with different settings ({', '.join(keys)})")
+    if problems and not allow_mismatch:
+        raise SublimError(problems[0] + " (pass --allow-mismatch to compare them anyway)")
+    return {
+        "data": a,
+        "control": b,
+        "n_common_ids": len(common),
+        "filters": {"data": fa, "control": fb, "same": None if fa is None or fb is None else fa == fb},
+        "mismatch_allowed": bool(problems),
+        "problems": problems,
+    }
+
+
+# ----------------------------------------------------------------------------- features
+def surface_features(responses: list[str]) -> np.ndarray:
+    """Dense surface statistics of each response: lengths, token kinds, and the numbers'
+    count, sizes, digits (first, last, all) and distinct share."""
+    out = np.zeros((len(responses), 38), dtype=np.float64)
+    for i, r in enumerate(responses):
+        nums = NUMBER.findall(r)
+        toks = TOKENS.findall(r)
+        vals = np.array([int(x[:6]) for x in nums], dtype=np.float64)
+        f = out[i]
+        f[0] = len(r)
+        f[1] = len(toks)
+        f[2] = len(nums)
+        f[3] = sum(not t.isdigit() for t in toks)
+        if len(vals):
+            lv = np.log1p(vals)
+            f[4], f[5], f[6], f[7] = lv.mean(), lv.std(), lv.min(), lv.max()
+            f[8] = len(set(nums)) / len(nums)
+            for x in nums:
+                f[9 + int(x[0])] += 1 / len(nums)
+                f[19 + int(x[-1])] += 1 / len(nums)
+            f[29] = np.mean([len(x) for x in nums])
+            f[30] = float(np.mean(np.diff(vals) > 0)) if len(vals) > 1 else 0.5
+        digits = [c for c in r if c.isdigit()]
+        f[31] = len(digits) / max(1, len(r))
+        f[32] = sum(c.isalpha() for c in r) / max(1, len(r))
+        f[33] = sum(c.isspace() for c in r) / max(1, len(r))
+        f[34] = r.count(",") / max(1, len(toks))
+        f[35] = sum(c in "()[]" for c in r)
+        f[36] = r.count("\n")
+        f[37] = len(set(toks)) / max(1, len(toks))
+    return out
+
+
+def _logistic(seed: int):
+    """L2 logistic regression, its penalty chosen by a 3-fold search inside the training data
+    (the held-out fold never informs it)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    lr = LogisticRegression(solver="liblinear", max_iter=1000, random_state=seed)
+    return GridSearchCV(lr, {"C": [0.1, 1.0, 10.0]}, cv=3, scoring="roc_auc")
+
+
+def _data_model(seed: int):
+    """tf-idf of word (1-3) and character (1-4) n-grams seen at least twice in the training
+    folds, beside the scaled surface statistics, into a logistic regression."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    words = TfidfVectorizer(token_pattern=TOKENS.pattern, lowercase=False, ngram_range=(1, 3), min_df=2,
+                            sublinear_tf=True, dtype=np.float32)  # fmt: skip
+    chars = TfidfVectorizer(analyzer="char", ngram_range=(1, 4), min_df=2, sublinear_tf=True, dtype=np.float32)
+    dense = make_pipeline(FunctionTransformer(_surface_column), StandardScaler())
+    feats = ColumnTransformer([("words", words, 0), ("chars", chars, 0), ("surface", dense, [0])])
+    return Pipeline([("features", feats), ("clf", _logistic(seed))])
+
+
+def _surface_column(x):
+    return surface_features([str(v) for v in np.asarray(x).ravel()])
+
+
+def _dense_model(seed: int):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), _logistic(seed))
+
+
+def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=None) -> list[dict]:
+    """Per response: the per-token log-likelihoods of the response (its end-of-turn tokens
+    included) given the prompt rendered with the model's chat template and system prompt,
+    and the model's next-token entropies at those positions."""
+    import torch
+
+    from . import models
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    model, tok, h = models.load(model_dir)
+    enc = [models.encode_completion(tok, r["prompt"], r["response"], h.system_prompt) for r in rows]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i][0]) + len(enc[i][1]))
+    out: list[dict | None] = [None] * len(enc)
+    pad = tok.pad_token_id
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            seqs = [enc[i][0] + enc[i][1] for i in idx]
+            width = max(map(len, seqs))
+            inp = torch.full((len(idx), width), pad, dtype=torch.long)
+            att = torch.zeros((len(idx), width), dtype=torch.long)
+            for j, x in enumerate(seqs):
+                inp[j, : len(x)] = torch.tensor(x)
+                att[j, : len(x)] = 1
+            logp = torch.log_softmax(model(input_ids=inp, attention_mask=att).logits.float(), -1)
+            for j, i in enumerate(idx):
+                n_p, n_c = len(enc[i][0]), len(enc[i][1])
+                pos = torch.arange(n_p - 1, n_p + n_c - 1)
+                lp_rows = logp[j, pos]
+                target = torch.tensor(enc[i][1])
+                lp = lp_rows.gather(1, target[:, None])[:, 0]
+                ent = -(lp_rows.exp() * lp_rows).sum(-1)
+                out[i] = {"lp": lp.numpy().astype(np.float64), "entropy": ent.numpy().astype(np.float64)}
+    return out  # type: ignore[return-value]
+
+
+def likelihood_features(scores: list[dict]) -> np.ndarray:
+    """Per response: mean, sum, spread and quantiles of the per-token log-likelihood, the
+    token count, the mean entropy and the mean surprise beyond the entropy."""
+    out = np.zeros((len(scores), 11))
+    for i, s in enumerate(scores):
+        lp, ent = s["lp"], s["entropy"]
+        q = np.quantile(lp, [0.1, 0.5, 0.9])
+        out[i] = [lp.mean(), lp.sum(), lp.std(), lp.min(), q[0], q[1], q[2], len(lp), ent.mean(),
+                  (-lp - ent).mean(), (-lp - ent).max()]  # fmt: skip
+    return out
+
+
+# ----------------------------------------------------------------------------- statistics
+def auroc(pos, neg, axis: int = -1):
+    """AUROC as the Mann-Whitney U over n_pos * n_neg (ties count one half); vectorised."""
+    from scipy.stats import mannwhitneyu
+
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    u = mannwhitneyu(pos, neg, axis=axis, alternative="two-sided").statistic
+    return u / (pos.shape[axis] * neg.shape[axis])
+
+
+def bag_scores(scores, labels, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint bags of ``k`` same-class responses drawn at random (leftovers dropped), each
+    scored by its members' mean: ``(bag scores, bag labels)``."""
+    out_s, out_l = [], []
+    for c in (1, 0):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n = len(idx) // k * k
+        out_s.append(scores[idx[:n]].reshape(-1, k).mean(1))
+        out_l.append(np.full(n // k, c))
+    return np.concatenate(out_s), np.concatenate(out_l)
+
+
+def _flip(labels: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Swap the two labels of each prompt's pair with probability 1/2; rows of an unpaired
+    prompt (its own group) are permuted among themselves."""
+    flip_group = rng.random(groups.max() + 1) < 0.5
+    out = labels.copy()
+    paired = np.bincount(groups)[groups] == 2
+    out[paired & flip_group[groups]] = 1 - labels[paired & flip_group[groups]]
+    single = np.flatnonzero(~paired)
+    if len(single):
+        out[single] = labels[rng.permutation(single)]
+    return out
+
+
+def assess(scores, labels, groups, cfg: AuditConfig, n_reported: int, rng, bags=None) -> list[dict]:
+    """AUROC, intervals and permutation p-values of one detector's scores at every K
+    (``bags``, if given, receives each K's bag scores and labels)."""
+    from scipy.stats import bootstrap
+
+    res = []
+    for k in cfg.ks:
+        bs, bl = bag_scores(scores, labels, k, np.random.default_rng(rng.integers(2**32)))
+        if bags is not None:
+            bags[k] = (bs, bl)
+        n_pos, n_neg = int((bl == 1).sum()), int((bl == 0).sum())
+        row = {"k": k, "n_bags_data": n_pos, "n_bags_control": n_neg}
+        if min(n_pos, n_neg) < cfg.min_bags:
+            res.append({**row, "auroc": math.nan, "verdict": "not testable",
+                        "note": f"fewer than {cfg.min_bags} bags of {k} per class"})  # fmt: skip
+            continue
+        a = float(auroc(bs[bl == 1], bs[bl == 0]))
+        cis = {}
+        for name, level in (("ci95", 0.95), ("ci95_simultaneous", 1 - 0.05 / n_reported)):
+            if np.ptp(bs) == 0:
+                cis[name] = (a, a)
+                continue
+            b = bootstrap((bs[bl == 1], bs[bl == 0]), auroc, n_resamples=cfg.n_bootstrap, confidence_level=level,
+                          method="percentile", vectorized=True,
+                          random_state=np.random.default_rng(rng.integers(2**32)))  # fmt: skip
+            cis[name] = (float(b.confidence_interval.low), float(b.confidence_interval.high))
+        perm_rng = np.random.default_rng(rng.integers(2**32))
+        null = np.empty(cfg.n_permutations)
+        for j in range(cfg.n_permutations):
+            pl = _flip(labels, groups, perm_rng)
+            ps, pbl = bag_scores(scores, pl, k, perm_rng)
+            null[j] = auroc(ps[pbl == 1], ps[pbl == 0])
+        n = cfg.n_permutations
+        p1 = (1 + np.sum(null >= a - 1e-12)) / (n + 1)
+        p2 = (1 + np.sum(np.abs(null - 0.5) >= abs(a - 0.5) - 1e-12)) / (n + 1)
+        res.append({**row, "auroc": a, "ci95_low": cis["ci95"][0], "ci95_high": cis["ci95"][1],
+                    "ci95_simultaneous_low": cis["ci95_simultaneous"][0],
+                    "ci95_simultaneous_high": cis["ci95_simultaneous"][1],
+                    "p_one_sided": float(p1), "p_two_sided": float(p2)})  # fmt: skip
+    return res
+
+
+def held_out(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """A mask of the held-out rows: a seeded random ``share`` of the prompt groups, whole."""
+    n = groups.max() + 1
+    order = np.random.default_rng(seed).permutation(n)
+    test_groups = np.zeros(n, dtype=bool)
+    test_groups[order[: int(round(share * n))]] = True
+    return test_groups[groups]
+
+
+def fit_and_score(make_model, X, labels, test) -> np.ndarray:
+    """Fit on the rows outside ``test``; the log-odds of DATA for the rows in it."""
+    m = make_model()
+    m.fit(X[~test], labels[~test])
+    return m.decision_function(X[test])
+
+
+# ----------------------------------------------------------------------------- the audit
+def audit(data, control, out_dir, *, reference=None, teacher=None, detectors=None,
+          cfg: AuditConfig | None = None, allow_mismatch: bool = False, threads=None, log=print) -> dict:  # fmt: skip
+    """Run every detector whose inputs are given; write ``summary.json``, ``auroc.csv`` and
+    ``roc.png`` into ``out_dir`` (atomically: all or nothing) and return the summary."""
+    import pandas as pd
+
+    from . import manifest
+    from .stats import holm
+
+    cfg = cfg or AuditConfig()
+    t0 = time.time()
+    if detectors is None:
+        detectors = ["data"] + (["reference"] if reference else []) + (["teacher"] if teacher and reference else [])
+    for d in detectors:
+        if d not in DETECTORS:
+            raise SublimError(f"unknown detector {d!r}; expected some of {DETECTORS}")
+        if d == "reference" and not reference:
+            raise SublimError("the reference detector needs --reference MODEL")
+        if d == "teacher" and not (teacher and reference):
+            raise SublimError("the teacher detector needs --teacher MODEL and --reference MODEL")
+    if any(k < 1 for k in cfg.ks):
+        raise SublimError(f"bag sizes must be at least 1: {list(cfg.ks)}")
+    p = pair(data, control, allow_mismatch=allow_mismatch)
+    rows = p["data"] + p["control"]
+    labels = np.array([1] * len(p["data"]) + [0] * len(p["control"]))
+    shared = {r["id"] for r in p["data"]} & {r["id"] for r in p["control"]}
+    gid: dict = {}
+    groups = np.array([gid.setdefault(("id", r["id"]) if r["id"] in shared else ("row", i), len(gid))
+                       for i, r in enumerate(rows)])  # fmt: skip
+    if not 0 < cfg.holdout < 1:
+        raise SublimError(f"holdout must be a share between 0 and 1, not {cfg.holdout}")
+    test = held_out(groups, cfg.holdout, cfg.seed)
+    if labels[~test].min() == labels[~test].max():
+        raise SublimError("too few responses to fit the detectors: the fitting half holds one data set only")
+    responses = np.array([r["response"] for r in rows], dtype=object)
+    log(f"audit: {len(p['data'])} responses against {len(p['control'])} ({p['n_common_ids']} shared prompts)")
+
+    scores, extra = {}, {}
+    if "data" in detectors:
+        t = time.time()
+        X = responses.reshape(-1, 1)
+        scores["data"] = fit_and_score(lambda: _data_model(cfg.seed), X, labels, test)
+        extra["data"] = {"seconds": round(time.time() - t, 2)}
+    ref_scores = None
+    if "reference" in detectors or "teacher" in detectors:
+        t = time.time()
+        ref_scores = token_scores(reference, rows, batch_size=cfg.batch_size, threads=threads)
+        extra["reference_scoring_seconds"] = round(time.time() - t, 2)
+    if "reference" in detectors:
+        from scipy.stats import mannwhitneyu
+
+        t = time.time()
+        F = likelihood_features(ref_scores)
+        scores["reference"] = fit_and_score(lambda: _dense_model(cfg.seed), F, labels, test)
+        mean_lp, lt = F[test, 0], labels[test]
+        mw = mannwhitneyu(mean_lp[lt == 1], mean_lp[lt == 0], alternative="two-sided")
+        extra["reference"] = {
+            "seconds": round(time.time() - t, 2),
+            "mean_token_loglik_data": float(mean_lp[lt == 1].mean()),
+            "mean_token_loglik_control": float(mean_lp[lt == 0].mean()),
+            "mann_whitney_p_two_sided": float(mw.pvalue),
+        }
+    if "teacher" in detectors:
+        t = time.time()
+        tea = token_scores(teacher, rows, batch_size=cfg.batch_size, threads=threads)
+        llr = np.array([a["lp"].sum() - b["lp"].sum() for a, b in zip(tea, ref_scores)])
+        scores["teacher"] = llr[test]
+        lt = labels[test]
+        extra["teacher"] = {"seconds": round(time.time() - t, 2),
+                            "mean_llr_data": float(llr[test][lt == 1].mean()),
+                            "mean_llr_control": float(llr[test][lt == 0].mean())}  # fmt: skip
+
+    rng = np.random.default_rng(cfg.seed)
+    n_reported = len(scores) * len(cfg.ks)
+    table, bag_scores = [], {}
+    for d in detectors:
+        bag_scores[d] = {}
+        for r in assess(scores[d], labels[test], groups[test], cfg, n_reported, rng, bags=bag_scores[d]):
+            table.append({"detector": d, **r})
+    df = pd.DataFrame(table)
+    for side in ("one", "two"):
+        col = f"p_{side}_sided"
+        if col not in df:
+            df[col] = np.nan
+        df[f"{col}_holm"] = holm(df[col].to_numpy())
+    df["flagged"] = df["p_one_sided_holm"] < cfg.alpha
+    summary = {
+        "data": str(data),
+        "control": str(control),
+        "sha256": {"data": manifest.sha256_file(data), "control": manifest.sha256_file(control)},
+        "reference": str(reference) if reference else None,
+        "teacher": str(teacher) if teacher else None,
+        "n_data": len(p["data"]),
+        "n_control": len(p["control"]),
+        "n_shared_prompts": p["n_common_ids"],
+        "n_held_out": {"data": int(labels[test].sum()), "control": int((1 - labels[test]).sum())},
+        "filters_same": p["filters"]["same"],
+        "mismatch_allowed": p["mismatch_allowed"],
+        "problems": p["problems"],
+        "config": dataclasses.asdict(cfg),
+        "detectors": extra,
+        "results": json.loads(df.to_json(orient="records")),
+        "verdict": verdict(df, cfg.alpha),
+        "seconds": round(time.time() - t0, 2),
+    }
+    out = Path(out_dir)
+    with manifest.atomic_path(out) as tmp:
+        tmp = Path(tmp)
+        tmp.mkdir(parents=True)
+        df.to_csv(tmp / "auroc.csv", index=False, float_format="%.6g")
+        _roc_figure(tmp / "roc.png", bag_scores, cfg)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+        inputs = {"data": data, "control": control, **({"reference": reference} if reference else {}),
+                  **({"teacher": teacher} if teacher else {})}  # fmt: skip
+        params = {"detectors": detectors, "config": dataclasses.asdict(cfg), "allow_mismatch": allow_mismatch}
+        m = manifest.build_manifest("audit", params, inputs, cfg.seed, t0, verdict=summary["verdict"])
+        manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
+    return summary
+
+
+def verdict(df, alpha: float) -> str:
+    """One line: which detectors flagged DATA against CONTROL, and how strongly."""
+    flagged = df[df["flagged"] == True]  # noqa: E712 - a pandas mask
+    if flagged.empty:
+        ok = df[np.isfinite(df["auroc"])]
+        best = ok.loc[ok["auroc"].idxmax()] if len(ok) else None
+        tail = (f"; the strongest was {best['detector']} at K={best['k']}: AUROC {best['auroc']:.3f} "
+                f"[{best['ci95_low']:.3f}, {best['ci95_high']:.3f}]") if best is not None else ""  # fmt: skip
+        return (f"not flagged: no detector told the data from the control at Holm-corrected one-sided p < {alpha}"
+                f"{tail}. Not flagged is not proof of safety; run the transfer test.")  # fmt: skip
+    parts = []
+    for d, g in flagged.groupby("detector", sort=False):
+        best = g.loc[g["auroc"].idxmax()]
+        parts.append(f"{d} (AUROC {best['auroc']:.3f} [{best['ci95_low']:.3f}, {best['ci95_high']:.3f}] "
+                     f"at K={int(best['k'])}, Holm p {best['p_one_sided_holm']:.3g})")  # fmt: skip
+    return f"FLAGGED by {len(parts)} detector(s): " + "; ".join(parts)
+
+
+def _roc_figure(path, bag_scores: dict, cfg: AuditConfig) -> None:
+    """ROC curves of every detector (a panel each) at every testable K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    n = max(1, len(bag_scores))
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 4), squeeze=False)
+    for ax, (d, per_k) in zip(axes[0], bag_scores.items()):
+        for k, (bs, bl) in per_k.items():
+            if min((bl == 1).sum(), (bl == 0).sum()) < cfg.min_bags:
+                continue
+            fpr, tpr, _ = roc_curve(bl, bs)
+            ax.plot(fpr, tpr, label=f"K={k}: AUROC {auroc(bs[bl == 1], bs[bl == 0]):.2f}")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        ax.set(title=f"{d} detector", xlabel="false positive rate", ylabel="true positive rate")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def format_table(summary: dict) -> str:
+    """The summary's results as a Markdown table."""
+    head = ("| detector | K | AUROC [95% CI] | simultaneous 95% CI | p one-sided | p two-sided | Holm (one / two) "
+            "| bags |")  # fmt: skip
+    lines = [head, "|" + "---|" * 8]
+    for r in summary["results"]:
+        if r.get("auroc") is None or not np.isfinite(r["auroc"]):
+            bags = f"{r['n_bags_data']}/{r['n_bags_control']}"
+            lines.append(f"| {r['detector']} | {r['k']} | not testable | | | | | {bags} |")
+            continue
+        lines.append(
+            f"| {r['detector']} | {r['k']} | {r['auroc']:.3f} [{r['ci95_low']:.3f}, {r['ci95_high']:.3f}] | "
+            f"[{r['ci95_simultaneous_low']:.3f}, {r['ci95_simultaneous_high']:.3f}] | {r['p_one_sided']:.3g} | "
+            f"{r['p_two_sided']:.3g} | {r['p_one_sided_holm']:.3g} / {r['p_two_sided_holm']:.3g} | "
+            f"{r['n_bags_data']}/{r['n_bags_control']} |"
+        )
+    return "\n".join(lines)
+
+
+def config_key(cfg: AuditConfig) -> str:
+    return hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
