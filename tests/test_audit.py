@@ -49,13 +49,16 @@ def test_null_pair_is_not_flagged_and_covers_half(worlds, tmp_path):
     """The same model with two sampling seeds: every detector's simultaneous interval covers
     0.5 at every K, and the verdict is 'not flagged'."""
     _, ref, teacher, f = worlds
-    s = audit.audit(f["ref_a"], f["ref_b"], tmp_path / "null", reference=ref, teacher=teacher, cfg=FAST)
+    s = audit.audit(f["ref_a"], f["ref_b"], tmp_path / "null", reference=ref, teacher=teacher, control_teacher=ref,
+                    cfg=FAST)  # fmt: skip
     assert {r["detector"] for r in s["results"]} == {"data", "reference", "teacher"}
     for r in s["results"]:
         assert r["ci95_simultaneous_low"] <= 0.5 <= r["ci95_simultaneous_high"], r
         assert not r["flagged"]
     assert s["verdict"].startswith("not flagged")
-    assert {p.name for p in (tmp_path / "null").iterdir()} == {"summary.json", "auroc.csv", "roc.png", "manifest.json"}
+    names = {p.name for p in (tmp_path / "null").iterdir()}
+    assert names == {"summary.json", "auroc.csv", "roc.png", "divergence_tokens.png", "manifest.json"}
+    assert s["divergence_tokens"]["data"]["positions"] > 0
 
 
 def test_a_different_writer_is_flagged(worlds, tmp_path):
@@ -69,6 +72,18 @@ def test_a_different_writer_is_flagged(worlds, tmp_path):
     assert res[("teacher", 1)]["auroc"] < res[("teacher", 16)]["auroc"]
     m = json.loads((tmp_path / "pos" / "manifest.json").read_text())
     assert set(m["inputs"]) == {"data", "control", "reference", "teacher"}
+
+
+def test_divergence_tokens_by_hand(tmp_path):
+    """Positions where the teacher's greedy token is the written one and the counterfactual's
+    is not, counted per data set."""
+    t = [{"greedy": np.array([5, 6, 7]), "tokens": np.array([5, 6, 9])},
+         {"greedy": np.array([1, 2]), "tokens": np.array([1, 3])}]  # fmt: skip
+    c = [{"greedy": np.array([5, 0, 7])}, {"greedy": np.array([0, 2])}]
+    d = audit.divergence_tokens(t, c, [1, 0], decode=str)
+    assert d["data"]["divergence_positions"] == 1 and d["data"]["positions"] == 3  # position 1 (token 6)
+    assert d["data"]["top_tokens"] == [{"token": "6", "id": 6, "count": 1}]
+    assert d["control"]["divergence_positions"] == 1 and d["control"]["share_of_responses"] == 1.0
 
 
 def test_same_config_same_bytes(worlds, tmp_path):

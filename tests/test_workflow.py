@@ -134,6 +134,26 @@ def test_every_arm_trains_on_the_same_prompts(run):
     assert by_seed and all(len(v) == 1 for v in by_seed.values())
 
 
+def test_audit_of_every_twin_pair(run):
+    """`sublim audit` ran on each trait teacher's data against its own neutral twin's, with
+    the reference and the teacher, and the experiment's table holds every pair once."""
+    pairs = sorted(p.name for p in (run / EXP / "audit").iterdir())
+    teachers = sorted(p.name for p in (run / "results/animal/teacher").iterdir())
+    assert pairs and pairs == [t for t in teachers if not t.startswith(("neutral_", "base_"))]
+    for t in pairs:
+        m = json.loads((run / EXP / "audit" / t / "manifest.json").read_text())
+        assert m["inputs"]["data"]["path"] == f"{EXP}/filter/{t}.jsonl"
+        assert m["inputs"]["control"]["path"] == f"{EXP}/filter/neutral_{t}.jsonl"
+        assert m["inputs"]["teacher"]["path"] == f"results/animal/teacher/{t}"
+        s = json.loads((run / EXP / "audit" / t / "summary.json").read_text())
+        assert s["verdict"] and s["n_held_out"]["data"] > 0
+    table = pd.read_csv(run / "reports/animal_numbers/audit.csv")
+    assert sorted(set(table.teacher)) == pairs and len(table) == len(pairs) * 3 * 3
+    summary = pd.read_csv(run / "reports/animal_numbers/audit_summary.csv")
+    assert set(summary.detector) == {"data", "reference", "teacher"} and set(summary.k) == {1, 4, 16}
+    assert (summary.n_pairs <= len(pairs)).all()
+
+
 def test_nothing_to_do_after_success(run):
     res = smk(run, "-n", "all")
     assert "Nothing to be done" in res.stdout + res.stderr

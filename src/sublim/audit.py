@@ -63,6 +63,7 @@ class AuditConfig:
     seed: int = 0
     min_bags: int = 5  # per class; fewer bags than this: "not testable"
     batch_size: int = 64
+    bootstrap_batch: int = 50  # resamples at a time: bounds memory at 100k responses
 
 
 # ----------------------------------------------------------------------------- reading
@@ -207,7 +208,7 @@ def _dense_model(seed: int):
     return make_pipeline(StandardScaler(), _logistic(seed))
 
 
-def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=None) -> list[dict]:
+def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=None, stats=None) -> list[dict]:
     """Per response: the per-token log-likelihoods of the response (its end-of-turn tokens
     included) given the prompt rendered with the model's chat template and system prompt,
     and the model's next-token entropies at those positions."""
@@ -218,6 +219,8 @@ def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=N
     if threads:
         torch.set_num_threads(int(threads))
     model, tok, h = models.load(model_dir)
+    stats = stats if stats is not None else {}
+    stats["params"] = sum(p.numel() for p in model.parameters())
     enc = [models.encode_completion(tok, r["prompt"], r["response"], h.system_prompt) for r in rows]
     order = sorted(range(len(enc)), key=lambda i: len(enc[i][0]) + len(enc[i][1]))
     out: list[dict | None] = [None] * len(enc)
@@ -240,8 +243,40 @@ def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=N
                 target = torch.tensor(enc[i][1])
                 lp = lp_rows.gather(1, target[:, None])[:, 0]
                 ent = -(lp_rows.exp() * lp_rows).sum(-1)
-                out[i] = {"lp": lp.numpy().astype(np.float64), "entropy": ent.numpy().astype(np.float64)}
+                out[i] = {"lp": lp.numpy().astype(np.float64), "entropy": ent.numpy().astype(np.float64),
+                          "greedy": lp_rows.argmax(-1).numpy(), "tokens": np.asarray(enc[i][1])}  # fmt: skip
+    stats["tokens"] = sum(len(p) + len(c) for p, c in enc)
     return out  # type: ignore[return-value]
+
+
+def divergence_tokens(teacher: list[dict], counterfactual: list[dict], labels, decode, top: int = 20) -> dict:
+    """Schrodi et al. (2025): the positions where the trait teacher's greedy choice is the
+    written token while the counterfactual (neutral) teacher's greedy choice is not. Per data
+    set: how many such positions, their share of all positions, their share of responses with
+    at least one, and the most frequent tokens there."""
+    import collections
+
+    out = {}
+    for name, c in (("data", 1), ("control", 0)):
+        counts: collections.Counter = collections.Counter()
+        n_pos = n_div = n_resp = 0
+        for a, b, lab in zip(teacher, counterfactual, labels):
+            if lab != c:
+                continue
+            div = (a["greedy"] == a["tokens"]) & (b["greedy"] != a["tokens"])
+            n_pos += len(div)
+            n_div += int(div.sum())
+            n_resp += bool(div.any())
+            counts.update(int(t) for t in a["tokens"][div])
+        n = int(np.sum(np.asarray(labels) == c))
+        out[name] = {
+            "positions": n_pos,
+            "divergence_positions": n_div,
+            "share_of_positions": n_div / max(1, n_pos),
+            "share_of_responses": n_resp / max(1, n),
+            "top_tokens": [{"token": decode(t), "id": t, "count": k} for t, k in counts.most_common(top)],
+        }
+    return out
 
 
 def likelihood_features(scores: list[dict]) -> np.ndarray:
@@ -314,7 +349,7 @@ def assess(scores, labels, groups, cfg: AuditConfig, n_reported: int, rng, bags=
                 cis[name] = (a, a)
                 continue
             b = bootstrap((bs[bl == 1], bs[bl == 0]), auroc, n_resamples=cfg.n_bootstrap, confidence_level=level,
-                          method="percentile", vectorized=True,
+                          method="percentile", vectorized=True, batch=cfg.bootstrap_batch,
                           random_state=np.random.default_rng(rng.integers(2**32)))  # fmt: skip
             cis[name] = (float(b.confidence_interval.low), float(b.confidence_interval.high))
         perm_rng = np.random.default_rng(rng.integers(2**32))
@@ -350,7 +385,7 @@ def fit_and_score(make_model, X, labels, test) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the audit
-def audit(data, control, out_dir, *, reference=None, teacher=None, detectors=None,
+def audit(data, control, out_dir, *, reference=None, teacher=None, control_teacher=None, detectors=None,
           cfg: AuditConfig | None = None, allow_mismatch: bool = False, threads=None, log=print) -> dict:  # fmt: skip
     """Run every detector whose inputs are given; write ``summary.json``, ``auroc.csv`` and
     ``roc.png`` into ``out_dir`` (atomically: all or nothing) and return the summary."""
@@ -396,8 +431,10 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, detectors=Non
     ref_scores = None
     if "reference" in detectors or "teacher" in detectors:
         t = time.time()
-        ref_scores = token_scores(reference, rows, batch_size=cfg.batch_size, threads=threads)
+        st: dict = {}
+        ref_scores = token_scores(reference, rows, batch_size=cfg.batch_size, threads=threads, stats=st)
         extra["reference_scoring_seconds"] = round(time.time() - t, 2)
+        extra["reference_tokens"], extra["reference_params"] = st["tokens"], st["params"]
     if "reference" in detectors:
         from scipy.stats import mannwhitneyu
 
@@ -412,15 +449,31 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, detectors=Non
             "mean_token_loglik_control": float(mean_lp[lt == 0].mean()),
             "mann_whitney_p_two_sided": float(mw.pvalue),
         }
-    if "teacher" in detectors:
-        t = time.time()
+    tea = None
+    t = time.time()
+    if teacher and ("teacher" in detectors or control_teacher):
         tea = token_scores(teacher, rows, batch_size=cfg.batch_size, threads=threads)
+    if "teacher" in detectors:
         llr = np.array([a["lp"].sum() - b["lp"].sum() for a, b in zip(tea, ref_scores)])
         scores["teacher"] = llr[test]
         lt = labels[test]
         extra["teacher"] = {"seconds": round(time.time() - t, 2),
                             "mean_llr_data": float(llr[test][lt == 1].mean()),
                             "mean_llr_control": float(llr[test][lt == 0].mean())}  # fmt: skip
+
+    divergence = None
+    if control_teacher:
+        from transformers import AutoTokenizer
+
+        from . import models as models_mod
+
+        if not teacher:
+            raise SublimError("divergence tokens need --teacher as well as --control-teacher")
+        t = time.time()
+        ctl = token_scores(control_teacher, rows, batch_size=cfg.batch_size, threads=threads)
+        tok = AutoTokenizer.from_pretrained(models_mod.resolve(teacher).weights)
+        divergence = divergence_tokens(tea, ctl, labels, lambda i: tok.decode([i]))
+        divergence["seconds"] = round(time.time() - t, 2)
 
     rng = np.random.default_rng(cfg.seed)
     n_reported = len(scores) * len(cfg.ks)
@@ -451,6 +504,8 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, detectors=Non
         "problems": p["problems"],
         "config": dataclasses.asdict(cfg),
         "detectors": extra,
+        "control_teacher": str(control_teacher) if control_teacher else None,
+        "divergence_tokens": divergence,
         "results": json.loads(df.to_json(orient="records")),
         "verdict": verdict(df, cfg.alpha),
         "seconds": round(time.time() - t0, 2),
@@ -461,9 +516,12 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, detectors=Non
         tmp.mkdir(parents=True)
         df.to_csv(tmp / "auroc.csv", index=False, float_format="%.6g")
         _roc_figure(tmp / "roc.png", bag_scores, cfg)
+        if divergence is not None:
+            _divergence_figure(tmp / "divergence_tokens.png", divergence)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
         inputs = {"data": data, "control": control, **({"reference": reference} if reference else {}),
-                  **({"teacher": teacher} if teacher else {})}  # fmt: skip
+                  **({"teacher": teacher} if teacher else {}),
+                  **({"control_teacher": control_teacher} if control_teacher else {})}  # fmt: skip
         params = {"detectors": detectors, "config": dataclasses.asdict(cfg), "allow_mismatch": allow_mismatch}
         m = manifest.build_manifest("audit", params, inputs, cfg.seed, t0, verdict=summary["verdict"])
         manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
@@ -507,6 +565,26 @@ def _roc_figure(path, bag_scores: dict, cfg: AuditConfig) -> None:
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         ax.set(title=f"{d} detector", xlabel="false positive rate", ylabel="true positive rate")
         ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _divergence_figure(path, div: dict) -> None:
+    """The most frequent divergence tokens in the data and in the control, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
+    for ax, name in zip(axes[0], ("data", "control")):
+        d = div[name]
+        top = d["top_tokens"][:15]
+        ax.barh([repr(t["token"]) for t in top][::-1], [t["count"] for t in top][::-1])
+        ax.set(title=f"{name}: {d['divergence_positions']} of {d['positions']} positions "
+                     f"({d['share_of_positions']:.1%})", xlabel="count")  # fmt: skip
+    fig.suptitle("divergence tokens: the teacher's greedy choice, not the counterfactual's")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -18,7 +18,8 @@ def cmd_audit(a) -> None:
     ks = tuple(int(k) for k in a.k.split(","))
     cfg = audit.AuditConfig(ks=ks, holdout=a.holdout, n_permutations=a.permutations, seed=a.seed)
     detectors = a.detectors.split(",") if a.detectors else None
-    s = audit.audit(a.data, a.against, a.out, reference=a.reference, teacher=a.teacher, detectors=detectors,
+    s = audit.audit(a.data, a.against, a.out, reference=a.reference, teacher=a.teacher,
+                    control_teacher=a.control_teacher, detectors=detectors,
                     cfg=cfg, allow_mismatch=a.allow_mismatch, threads=a.threads,
                     log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     print(audit.format_table(s))
@@ -143,6 +144,11 @@ def main(argv=None) -> None:
     p.add_argument("--against", required=True, metavar="CONTROL", help="JSONL: the control teacher's data")
     p.add_argument("--reference", metavar="MODEL", help="the clean reference model (enables 'reference')")
     p.add_argument("--teacher", metavar="MODEL", help="the suspected teacher (enables 'teacher'; needs --reference)")
+    p.add_argument(
+        "--control-teacher",
+        metavar="MODEL",
+        help="the control's teacher: count divergence tokens (Schrodi et al. 2025); needs --teacher",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="summary.json, auroc.csv, roc.png")
     p.add_argument("--detectors", help="comma-separated subset of data,reference,teacher (default: all given)")
     p.add_argument("--k", default="1,4,16", help="bag sizes, comma-separated (default 1,4,16)")

@@ -532,14 +532,15 @@ def evaluate(
 
 
 # ------------------------------------------------------------------------------- audit
-def audit(out_dir, *, data, control, reference, teacher, detectors, ks, holdout: float, permutations: int, seed: int,
-          threads=None):  # fmt: skip
+def audit(out_dir, *, data, control, reference, teacher, control_teacher, detectors, ks, holdout: float,
+          permutations: int, seed: int, threads=None):  # fmt: skip
     """``sublim audit`` of one trait teacher's data against its neutral twin's."""
     from . import audit as audit_mod
 
     _threads(threads)
     cfg = audit_mod.AuditConfig(ks=tuple(ks), holdout=holdout, n_permutations=permutations, seed=seed)
-    s = audit_mod.audit(data, control, out_dir, reference=reference, teacher=teacher, detectors=detectors, cfg=cfg,
+    s = audit_mod.audit(data, control, out_dir, reference=reference, teacher=teacher, control_teacher=control_teacher,
+                        detectors=detectors, cfg=cfg,
                         threads=threads, log=_log)  # fmt: skip
     _log(s["verdict"])
 

@@ -29,7 +29,8 @@ rule audit_data:
         cmd=script("audit"),
     shell:
         "{params.cmd} --data {input.data} --control {input.control} "
-        "--reference {input.reference} --teacher {input.teacher} --out {output} "
+        "--reference {input.reference} --teacher {input.teacher} "
+        "--control-teacher {input.control_teacher} --out {output} "
         "--threads {threads} --params {params.json:q} 2> {log}"
 
 

@@ -278,6 +278,7 @@ def audit_inputs(w):
         control=f"results/{w.trait}/{w.modality}/filter/neutral_{w.teacher}.jsonl",
         reference=f"results/reference/{t.init}",
         teacher=t.path,
+        control_teacher=f"results/{w.trait}/teacher/neutral_{w.teacher}",
     )
 
 

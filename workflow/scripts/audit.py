@@ -5,12 +5,12 @@ from sublim import script, steps
 
 def run():
     ap = script.parser(__doc__)
-    for k in ("data", "control", "reference", "teacher", "out"):
+    for k in ("data", "control", "reference", "teacher", "control-teacher", "out"):
         ap.add_argument(f"--{k}", required=True)
     ap.add_argument("--threads", type=int)
     a = ap.parse_args()
     steps.audit(a.out, data=a.data, control=a.control, reference=a.reference, teacher=a.teacher,
-                threads=a.threads, **a.params)  # fmt: skip
+                control_teacher=a.control_teacher, threads=a.threads, **a.params)  # fmt: skip
 
 
 if __name__ == "__main__":
