@@ -51,7 +51,7 @@ def test_null_pair_is_not_flagged_and_covers_half(worlds, tmp_path):
     _, ref, teacher, f = worlds
     s = audit.audit(f["ref_a"], f["ref_b"], tmp_path / "null", reference=ref, teacher=teacher, control_teacher=ref,
                     cfg=FAST)  # fmt: skip
-    assert {r["detector"] for r in s["results"]} == {"data", "reference", "teacher"}
+    assert {r["detector"] for r in s["results"]} == {"data", "reference", "teacher", "twin"}
     for r in s["results"]:
         assert r["ci95_simultaneous_low"] <= 0.5 <= r["ci95_simultaneous_high"], r
         assert not r["flagged"]
@@ -77,10 +77,13 @@ def test_a_different_writer_is_flagged(worlds, tmp_path):
 def test_divergence_tokens_by_hand(tmp_path):
     """Positions where the teacher's greedy token is the written one and the counterfactual's
     is not, counted per data set."""
-    t = [{"greedy": np.array([5, 6, 7]), "tokens": np.array([5, 6, 9])},
-         {"greedy": np.array([1, 2]), "tokens": np.array([1, 3])}]  # fmt: skip
-    c = [{"greedy": np.array([5, 0, 7])}, {"greedy": np.array([0, 2])}]
-    d = audit.divergence_tokens(t, c, [1, 0], decode=str)
+    tokens = [np.array([5, 6, 9]), np.array([1, 3])]
+    t_greedy, c_greedy = [np.array([5, 6, 7]), np.array([1, 2])], [np.array([5, 0, 7]), np.array([0, 2])]
+
+    def scores(greedy):
+        return audit.TokenScores(np.zeros((2, 11)), np.zeros(2), [g == x for g, x in zip(greedy, tokens)], tokens)
+
+    d = audit.divergence_tokens(scores(t_greedy), scores(c_greedy), [1, 0], decode=str)
     assert d["data"]["divergence_positions"] == 1 and d["data"]["positions"] == 3  # position 1 (token 6)
     assert d["data"]["top_tokens"] == [{"token": "6", "id": 6, "count": 1}]
     assert d["control"]["divergence_positions"] == 1 and d["control"]["share_of_responses"] == 1.0

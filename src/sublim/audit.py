@@ -20,7 +20,13 @@ Detectors:
                    into a logistic regression; beside it, a Mann-Whitney two-sample test of the
                    mean per-token log-likelihood;
 * ``teacher``   -- the suspected teacher as well: each response's log-likelihood ratio,
-                   teacher (with its own system prompt) against reference. No fitting.
+                   teacher (with its own system prompt) against reference. No fitting;
+* ``twin``      -- both teachers (the suspected one and the control's): the log-likelihood
+                   ratio teacher against control teacher, the Neyman-Pearson test of "which of
+                   the two wrote this" before filtering; an upper reference for the others, since
+                   a practitioner rarely holds the control teacher.
+
+With the control teacher, the audit also counts divergence tokens (``divergence_tokens``).
 
 Every detector is judged on the same held-out half of the prompts (``holdout``): a prompt's two
 responses are never split between fitting and judging, and the fitted detectors are fixed before
@@ -48,7 +54,7 @@ import numpy as np
 
 from .errors import SublimError
 
-DETECTORS = ("data", "reference", "teacher")
+DETECTORS = ("data", "reference", "teacher", "twin")
 NUMBER = re.compile(r"\d+")
 TOKENS = re.compile(r"\d+|[A-Za-z_]+|[^\sA-Za-z_\d]")
 
@@ -64,6 +70,7 @@ class AuditConfig:
     min_bags: int = 5  # per class; fewer bags than this: "not testable"
     batch_size: int = 64
     bootstrap_batch: int = 50  # resamples at a time: bounds memory at 100k responses
+    max_fit: int = 20000  # responses per data set that fit a detector (a seeded sample beyond it)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -208,10 +215,32 @@ def _dense_model(seed: int):
     return make_pipeline(StandardScaler(), _logistic(seed))
 
 
-def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=None, stats=None) -> list[dict]:
-    """Per response: the per-token log-likelihoods of the response (its end-of-turn tokens
-    included) given the prompt rendered with the model's chat template and system prompt,
-    and the model's next-token entropies at those positions."""
+@dataclasses.dataclass
+class TokenScores:
+    """What the detectors keep of a model's reading of every response (compact: 100k
+    responses fit in tens of MB): the likelihood features, the summed log-likelihood, and per
+    position whether the model's greedy choice is the written token."""
+
+    features: np.ndarray  # (n, 11): see likelihood_features
+    lp_sum: np.ndarray  # (n,)
+    match: list  # per response, a bool array over its completion positions
+    tokens: list  # per response, the completion's token ids (int32)
+
+
+def likelihood_features(lp: np.ndarray, ent: np.ndarray) -> np.ndarray:
+    """One response: mean, sum, spread and quantiles of the per-token log-likelihood, the
+    token count, the mean entropy and the mean and largest surprise beyond the entropy."""
+    q = np.quantile(lp, [0.1, 0.5, 0.9])
+    return np.array([lp.mean(), lp.sum(), lp.std(), lp.min(), q[0], q[1], q[2], len(lp), ent.mean(),
+                     (-lp - ent).mean(), (-lp - ent).max()])  # fmt: skip
+
+
+def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=None, stats=None) -> TokenScores:
+    """Read every response (its end-of-turn tokens included) given its prompt, rendered with
+    the model's chat template and system prompt: per-token log-likelihoods and next-token
+    entropies, reduced to ``TokenScores``. The output head runs only at completion positions,
+    in chunks sized to the vocabulary, so a 50k-token vocabulary does not hold a batch's
+    full logits."""
     import torch
 
     from . import models
@@ -221,73 +250,78 @@ def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=N
     model, tok, h = models.load(model_dir)
     stats = stats if stats is not None else {}
     stats["params"] = sum(p.numel() for p in model.parameters())
-    enc = [models.encode_completion(tok, r["prompt"], r["response"], h.system_prompt) for r in rows]
-    order = sorted(range(len(enc)), key=lambda i: len(enc[i][0]) + len(enc[i][1]))
-    out: list[dict | None] = [None] * len(enc)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder, head = base.get_decoder(), base.get_output_embeddings()
+    chunk = max(256, 2**24 // head.weight.shape[0])  # positions per head call: 64 MB of float32 logits
+    n = len(rows)
+    feats, lp_sum = np.zeros((n, 11)), np.zeros(n)
+    match: list = [None] * n
+    tokens: list = [None] * n
+    enc_len = [0] * n
+    order = sorted(range(n), key=lambda i: len(rows[i]["prompt"]) + len(rows[i]["response"]))
     pad = tok.pad_token_id
     with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
+        for s in range(0, n, batch_size):
             idx = order[s : s + batch_size]
-            seqs = [enc[i][0] + enc[i][1] for i in idx]
+            enc = [models.encode_completion(tok, rows[i]["prompt"], rows[i]["response"], h.system_prompt) for i in idx]
+            seqs = [p + c for p, c in enc]
             width = max(map(len, seqs))
             inp = torch.full((len(idx), width), pad, dtype=torch.long)
             att = torch.zeros((len(idx), width), dtype=torch.long)
             for j, x in enumerate(seqs):
                 inp[j, : len(x)] = torch.tensor(x)
                 att[j, : len(x)] = 1
-            logp = torch.log_softmax(model(input_ids=inp, attention_mask=att).logits.float(), -1)
+            hidden = decoder(input_ids=inp, attention_mask=att).last_hidden_state
+            r_idx = torch.cat([torch.full((len(c),), j) for j, (_, c) in enumerate(enc)])
+            c_idx = torch.cat([torch.arange(len(p) - 1, len(p) + len(c) - 1) for p, c in enc])
+            target = torch.tensor([t for _, c in enc for t in c])
+            lp, ent, greedy = [], [], []
+            for a in range(0, len(target), chunk):
+                logp = torch.log_softmax(head(hidden[r_idx[a : a + chunk], c_idx[a : a + chunk]]).float(), -1)
+                lp.append(logp.gather(1, target[a : a + chunk, None])[:, 0])
+                ent.append(-(logp.exp() * logp).sum(-1))
+                greedy.append(logp.argmax(-1))
+            lp, ent, greedy = (torch.cat(x).numpy() for x in (lp, ent, greedy))
+            lp, ent = lp.astype(np.float64), ent.astype(np.float64)
+            at = 0
             for j, i in enumerate(idx):
-                n_p, n_c = len(enc[i][0]), len(enc[i][1])
-                pos = torch.arange(n_p - 1, n_p + n_c - 1)
-                lp_rows = logp[j, pos]
-                target = torch.tensor(enc[i][1])
-                lp = lp_rows.gather(1, target[:, None])[:, 0]
-                ent = -(lp_rows.exp() * lp_rows).sum(-1)
-                out[i] = {"lp": lp.numpy().astype(np.float64), "entropy": ent.numpy().astype(np.float64),
-                          "greedy": lp_rows.argmax(-1).numpy(), "tokens": np.asarray(enc[i][1])}  # fmt: skip
-    stats["tokens"] = sum(len(p) + len(c) for p, c in enc)
-    return out  # type: ignore[return-value]
+                m = len(enc[j][1])
+                sl = slice(at, at + m)
+                feats[i] = likelihood_features(lp[sl], ent[sl])
+                lp_sum[i] = lp[sl].sum()
+                tokens[i] = np.asarray(enc[j][1], dtype=np.int32)
+                match[i] = greedy[sl] == tokens[i]
+                enc_len[i] = len(enc[j][0]) + m
+                at += m
+    stats["tokens"] = sum(enc_len)
+    return TokenScores(feats, lp_sum, match, tokens)
 
 
-def divergence_tokens(teacher: list[dict], counterfactual: list[dict], labels, decode, top: int = 20) -> dict:
+def divergence_tokens(teacher: TokenScores, counterfactual: TokenScores, labels, decode, top: int = 20) -> dict:
     """Schrodi et al. (2025): the positions where the trait teacher's greedy choice is the
     written token while the counterfactual (neutral) teacher's greedy choice is not. Per data
     set: how many such positions, their share of all positions, their share of responses with
     at least one, and the most frequent tokens there."""
     import collections
 
+    labels = np.asarray(labels)
     out = {}
     for name, c in (("data", 1), ("control", 0)):
         counts: collections.Counter = collections.Counter()
         n_pos = n_div = n_resp = 0
-        for a, b, lab in zip(teacher, counterfactual, labels):
-            if lab != c:
-                continue
-            div = (a["greedy"] == a["tokens"]) & (b["greedy"] != a["tokens"])
+        for i in np.flatnonzero(labels == c):
+            div = teacher.match[i] & ~counterfactual.match[i]
             n_pos += len(div)
             n_div += int(div.sum())
             n_resp += bool(div.any())
-            counts.update(int(t) for t in a["tokens"][div])
-        n = int(np.sum(np.asarray(labels) == c))
+            counts.update(int(t) for t in teacher.tokens[i][div])
         out[name] = {
             "positions": n_pos,
             "divergence_positions": n_div,
             "share_of_positions": n_div / max(1, n_pos),
-            "share_of_responses": n_resp / max(1, n),
+            "share_of_responses": n_resp / max(1, int((labels == c).sum())),
             "top_tokens": [{"token": decode(t), "id": t, "count": k} for t, k in counts.most_common(top)],
         }
-    return out
-
-
-def likelihood_features(scores: list[dict]) -> np.ndarray:
-    """Per response: mean, sum, spread and quantiles of the per-token log-likelihood, the
-    token count, the mean entropy and the mean surprise beyond the entropy."""
-    out = np.zeros((len(scores), 11))
-    for i, s in enumerate(scores):
-        lp, ent = s["lp"], s["entropy"]
-        q = np.quantile(lp, [0.1, 0.5, 0.9])
-        out[i] = [lp.mean(), lp.sum(), lp.std(), lp.min(), q[0], q[1], q[2], len(lp), ent.mean(),
-                  (-lp - ent).mean(), (-lp - ent).max()]  # fmt: skip
     return out
 
 
@@ -377,11 +411,23 @@ def held_out(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
     return test_groups[groups]
 
 
-def fit_and_score(make_model, X, labels, test) -> np.ndarray:
-    """Fit on the rows outside ``test``; the log-odds of DATA for the rows in it."""
+def fitting_rows(labels, test, max_fit: int, seed: int) -> np.ndarray:
+    """The rows that fit the detectors: those outside ``test``, at most ``max_fit`` per data
+    set (a seeded sample), so memory does not grow with the input."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in (0, 1):
+        idx = np.flatnonzero(~test & (labels == c))
+        keep.append(np.sort(rng.choice(idx, max_fit, replace=False)) if len(idx) > max_fit else idx)
+    return np.sort(np.concatenate(keep))
+
+
+def fit_and_score(make_model, X, labels, fit, test, chunk: int = 20000) -> np.ndarray:
+    """Fit on rows ``fit``; the log-odds of DATA for the rows in ``test``, in chunks."""
     m = make_model()
-    m.fit(X[~test], labels[~test])
-    return m.decision_function(X[test])
+    m.fit(X[fit], labels[fit])
+    rows = np.flatnonzero(test)
+    return np.concatenate([m.decision_function(X[rows[a : a + chunk]]) for a in range(0, len(rows), chunk)])
 
 
 # ----------------------------------------------------------------------------- the audit
@@ -398,6 +444,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     t0 = time.time()
     if detectors is None:
         detectors = ["data"] + (["reference"] if reference else []) + (["teacher"] if teacher and reference else [])
+        detectors += ["twin"] if teacher and control_teacher else []
     for d in detectors:
         if d not in DETECTORS:
             raise SublimError(f"unknown detector {d!r}; expected some of {DETECTORS}")
@@ -405,6 +452,8 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
             raise SublimError("the reference detector needs --reference MODEL")
         if d == "teacher" and not (teacher and reference):
             raise SublimError("the teacher detector needs --teacher MODEL and --reference MODEL")
+        if d == "twin" and not (teacher and control_teacher):
+            raise SublimError("the twin detector needs --teacher MODEL and --control-teacher MODEL")
     if any(k < 1 for k in cfg.ks):
         raise SublimError(f"bag sizes must be at least 1: {list(cfg.ks)}")
     p = pair(data, control, allow_mismatch=allow_mismatch)
@@ -419,6 +468,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     test = held_out(groups, cfg.holdout, cfg.seed)
     if labels[~test].min() == labels[~test].max():
         raise SublimError("too few responses to fit the detectors: the fitting half holds one data set only")
+    fit = fitting_rows(labels, test, cfg.max_fit, cfg.seed)
     responses = np.array([r["response"] for r in rows], dtype=object)
     log(f"audit: {len(p['data'])} responses against {len(p['control'])} ({p['n_common_ids']} shared prompts)")
 
@@ -426,7 +476,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     if "data" in detectors:
         t = time.time()
         X = responses.reshape(-1, 1)
-        scores["data"] = fit_and_score(lambda: _data_model(cfg.seed), X, labels, test)
+        scores["data"] = fit_and_score(lambda: _data_model(cfg.seed), X, labels, fit, test)
         extra["data"] = {"seconds": round(time.time() - t, 2)}
     ref_scores = None
     if "reference" in detectors or "teacher" in detectors:
@@ -439,8 +489,8 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         from scipy.stats import mannwhitneyu
 
         t = time.time()
-        F = likelihood_features(ref_scores)
-        scores["reference"] = fit_and_score(lambda: _dense_model(cfg.seed), F, labels, test)
+        F = ref_scores.features
+        scores["reference"] = fit_and_score(lambda: _dense_model(cfg.seed), F, labels, fit, test)
         mean_lp, lt = F[test, 0], labels[test]
         mw = mannwhitneyu(mean_lp[lt == 1], mean_lp[lt == 0], alternative="two-sided")
         extra["reference"] = {
@@ -454,7 +504,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     if teacher and ("teacher" in detectors or control_teacher):
         tea = token_scores(teacher, rows, batch_size=cfg.batch_size, threads=threads)
     if "teacher" in detectors:
-        llr = np.array([a["lp"].sum() - b["lp"].sum() for a, b in zip(tea, ref_scores)])
+        llr = tea.lp_sum - ref_scores.lp_sum
         scores["teacher"] = llr[test]
         lt = labels[test]
         extra["teacher"] = {"seconds": round(time.time() - t, 2),
@@ -474,6 +524,12 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         tok = AutoTokenizer.from_pretrained(models_mod.resolve(teacher).weights)
         divergence = divergence_tokens(tea, ctl, labels, lambda i: tok.decode([i]))
         divergence["seconds"] = round(time.time() - t, 2)
+        if "twin" in detectors:
+            llr = tea.lp_sum - ctl.lp_sum
+            scores["twin"] = llr[test]
+            lt = labels[test]
+            extra["twin"] = {"mean_llr_data": float(llr[test][lt == 1].mean()),
+                             "mean_llr_control": float(llr[test][lt == 0].mean())}  # fmt: skip
 
     rng = np.random.default_rng(cfg.seed)
     n_reported = len(scores) * len(cfg.ks)

@@ -150,7 +150,7 @@ def main(argv=None) -> None:
         help="the control's teacher: count divergence tokens (Schrodi et al. 2025); needs --teacher",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="summary.json, auroc.csv, roc.png")
-    p.add_argument("--detectors", help="comma-separated subset of data,reference,teacher (default: all given)")
+    p.add_argument("--detectors", help="comma-separated subset of data,reference,teacher,twin (default: all given)")
     p.add_argument("--k", default="1,4,16", help="bag sizes, comma-separated (default 1,4,16)")
     p.add_argument("--holdout", type=float, default=0.5, help="share of the prompts held out for judging")
     p.add_argument("--permutations", type=int, default=999)

@@ -545,10 +545,12 @@ def audit(out_dir, *, data, control, reference, teacher, control_teacher, detect
     _log(s["verdict"])
 
 
-def audit_table(out_csv, out_summary, *, audits: list[str]):
+def audit_table(out_csv, out_summary, *, audits: list[str], results=None, variant: str = "plain"):
     """Every audit's rows (a ``teacher`` column) and, per detector and K, the mean AUROC over
     twin pairs with a t interval and a one-sample t-test against 0.5 (a pair is the unit),
-    Holm-corrected over the rows reported."""
+    Holm-corrected over the rows reported. With the experiment's ``results`` table, each
+    pair's transfer test sits beside its detectors: in every mode, the treatment student's
+    P(target) minus its neutral twin's (same init and seed), the paper's recommended check."""
     import numpy as np
     import pandas as pd
     from scipy import stats as st
@@ -565,6 +567,10 @@ def audit_table(out_csv, out_summary, *, audits: list[str]):
     if not frames:
         raise SublimError("no audits to tabulate")
     table = pd.concat(frames, ignore_index=True)
+    transfer = _transfer_by_pair(pd.read_csv(results), variant) if results else pd.DataFrame()
+    if not transfer.empty:
+        table = table.merge(transfer.pivot(index="teacher", columns="mode", values="transfer")
+                            .add_prefix("transfer_").reset_index(), on="teacher", how="left")  # fmt: skip
     rows = []
     for (det, k), g in table.groupby(["detector", "k"], sort=False):
         a = g["auroc"].to_numpy(float)
@@ -580,8 +586,22 @@ def audit_table(out_csv, out_summary, *, audits: list[str]):
             row["p_one_sided"] = row["p_two_sided"] = np.nan
         rows.append(row)
     summary = pd.DataFrame(rows)
+    for mode, g in transfer.groupby("mode", sort=True) if not transfer.empty else []:
+        mean, lo, hi = t_interval(g["transfer"].to_numpy(float))
+        x = g["transfer"].to_numpy(float)
+        ok = len(x) >= 2 and np.ptp(x) > 0
+        rows_t = {"detector": f"transfer test ({mode} students): P(target) treatment - neutral", "k": np.nan,
+                  "n_pairs": len(x), "mean_auroc": np.nan, "mean_shift": mean, "ci95_low": lo, "ci95_high": hi,
+                  "p_one_sided": float(st.ttest_1samp(x, 0, alternative="greater").pvalue) if ok else np.nan,
+                  "p_two_sided": float(st.ttest_1samp(x, 0).pvalue) if ok else np.nan}  # fmt: skip
+        summary = pd.concat([summary, pd.DataFrame([rows_t])], ignore_index=True)
     summary["p_one_sided_holm"] = holm(summary["p_one_sided"].to_numpy())
     summary["p_two_sided_holm"] = holm(summary["p_two_sided"].to_numpy())
+    first = ["teacher", "detector", "k", "auroc", "ci95_low", "ci95_high", "ci95_simultaneous_low",
+             "ci95_simultaneous_high", "p_one_sided", "p_two_sided", "p_one_sided_holm", "p_two_sided_holm",
+             "flagged"]  # fmt: skip
+    table = table[[c for c in first if c in table] + [c for c in table if c not in first]]
+    summary["k"] = summary["k"].astype("Int64")
     with manifest.atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     with manifest.atomic_path(out_summary) as tmp:
@@ -589,6 +609,21 @@ def audit_table(out_csv, out_summary, *, audits: list[str]):
     m = manifest.build_manifest("audit_table", {}, {Path(d).name: d for d in audits}, None, t0,
                                 summary=str(out_summary))  # fmt: skip
     manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
+
+
+def _transfer_by_pair(res, variant: str):
+    """Per twin pair and mode: P(target) of the treatment student minus its neutral twin's
+    (students from the teacher's own reference, every seed averaged within the pair)."""
+    import pandas as pd
+
+    s = res[(res.role == "student") & (res.variant == variant) & (res.animal == res.target)]
+    s = s[s.arm.isin(["treatment", "neutral"])]
+    rows = []
+    for (_target, _rep, mode), g in s.groupby(["target", "replicate", "mode"]):
+        t, n = g[g.arm == "treatment"], g[g.arm == "neutral"]
+        if len(t) and len(n):
+            rows.append({"teacher": t.teacher.iloc[0], "mode": mode, "transfer": t.p.mean() - n.p.mean()})
+    return pd.DataFrame(rows, columns=["teacher", "mode", "transfer"])
 
 
 # ------------------------------------------------------------------------------ report

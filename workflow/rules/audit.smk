@@ -36,7 +36,8 @@ rule audit_data:
 
 rule audit_table:
     input:
-        lambda w: audit_targets(experiment(w)),
+        audits=lambda w: audit_targets(experiment(w)),
+        results="reports/{trait}_{modality}/results.csv",
     output:
         table=report(
             "reports/{trait}_{modality}/audit.csv",
@@ -51,7 +52,8 @@ rule audit_table:
     params:
         cmd=script("audit_table"),
     shell:
-        "{params.cmd} --out {output.table} --summary {output.summary} {input} 2> {log}"
+        "{params.cmd} --out {output.table} --summary {output.summary} "
+        "--results {input.results} {input.audits} 2> {log}"
 
 
 rule audit:

@@ -7,9 +7,10 @@ def run():
     ap = script.parser(__doc__)
     ap.add_argument("--out", required=True)
     ap.add_argument("--summary", required=True)
+    ap.add_argument("--results", help="the experiment's results.csv: the transfer test beside the detectors")
     ap.add_argument("audits", nargs="+")
     a = ap.parse_args()
-    steps.audit_table(a.out, a.summary, audits=a.audits)
+    steps.audit_table(a.out, a.summary, audits=a.audits, results=a.results)
 
 
 if __name__ == "__main__":
