@@ -297,6 +297,21 @@ def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=N
     return TokenScores(feats, lp_sum, match, tokens)
 
 
+def scores_on(model_dir, rows: list[dict], idx, **kw) -> TokenScores:
+    """``token_scores`` of the rows ``idx`` only, laid out over all rows (NaN and None
+    elsewhere): the likelihood-ratio detectors and divergence tokens need the held-out rows
+    only, the reference detector the fitting and held-out rows."""
+    idx = np.asarray(idx)
+    ts = token_scores(model_dir, [rows[i] for i in idx], **kw)
+    n = len(rows)
+    feats, lp = np.full((n, ts.features.shape[1]), np.nan), np.full(n, np.nan)
+    feats[idx], lp[idx] = ts.features, ts.lp_sum
+    match, tokens = [None] * n, [None] * n
+    for j, i in enumerate(idx):
+        match[i], tokens[i] = ts.match[j], ts.tokens[j]
+    return TokenScores(feats, lp, match, tokens)
+
+
 def divergence_tokens(teacher: TokenScores, counterfactual: TokenScores, labels, decode, top: int = 20) -> dict:
     """Schrodi et al. (2025): the positions where the trait teacher's greedy choice is the
     written token while the counterfactual (neutral) teacher's greedy choice is not. Per data
@@ -305,11 +320,12 @@ def divergence_tokens(teacher: TokenScores, counterfactual: TokenScores, labels,
     import collections
 
     labels = np.asarray(labels)
+    present = np.array([m is not None for m in teacher.match])
     out = {}
     for name, c in (("data", 1), ("control", 0)):
         counts: collections.Counter = collections.Counter()
         n_pos = n_div = n_resp = 0
-        for i in np.flatnonzero(labels == c):
+        for i in np.flatnonzero((labels == c) & present):
             div = teacher.match[i] & ~counterfactual.match[i]
             n_pos += len(div)
             n_div += int(div.sum())
@@ -319,7 +335,7 @@ def divergence_tokens(teacher: TokenScores, counterfactual: TokenScores, labels,
             "positions": n_pos,
             "divergence_positions": n_div,
             "share_of_positions": n_div / max(1, n_pos),
-            "share_of_responses": n_resp / max(1, int((labels == c).sum())),
+            "share_of_responses": n_resp / max(1, int(((labels == c) & present).sum())),
             "top_tokens": [{"token": decode(t), "id": t, "count": k} for t, k in counts.most_common(top)],
         }
     return out
@@ -469,6 +485,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     if labels[~test].min() == labels[~test].max():
         raise SublimError("too few responses to fit the detectors: the fitting half holds one data set only")
     fit = fitting_rows(labels, test, cfg.max_fit, cfg.seed)
+    test_idx = np.flatnonzero(test)
     responses = np.array([r["response"] for r in rows], dtype=object)
     log(f"audit: {len(p['data'])} responses against {len(p['control'])} ({p['n_common_ids']} shared prompts)")
 
@@ -482,7 +499,8 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     if "reference" in detectors or "teacher" in detectors:
         t = time.time()
         st: dict = {}
-        ref_scores = token_scores(reference, rows, batch_size=cfg.batch_size, threads=threads, stats=st)
+        need = np.union1d(fit, test_idx) if "reference" in detectors else test_idx
+        ref_scores = scores_on(reference, rows, need, batch_size=cfg.batch_size, threads=threads, stats=st)
         extra["reference_scoring_seconds"] = round(time.time() - t, 2)
         extra["reference_tokens"], extra["reference_params"] = st["tokens"], st["params"]
     if "reference" in detectors:
@@ -502,7 +520,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     tea = None
     t = time.time()
     if teacher and ("teacher" in detectors or control_teacher):
-        tea = token_scores(teacher, rows, batch_size=cfg.batch_size, threads=threads)
+        tea = scores_on(teacher, rows, test_idx, batch_size=cfg.batch_size, threads=threads)
     if "teacher" in detectors:
         llr = tea.lp_sum - ref_scores.lp_sum
         scores["teacher"] = llr[test]
@@ -520,7 +538,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         if not teacher:
             raise SublimError("divergence tokens need --teacher as well as --control-teacher")
         t = time.time()
-        ctl = token_scores(control_teacher, rows, batch_size=cfg.batch_size, threads=threads)
+        ctl = scores_on(control_teacher, rows, test_idx, batch_size=cfg.batch_size, threads=threads)
         tok = AutoTokenizer.from_pretrained(models_mod.resolve(teacher).weights)
         divergence = divergence_tokens(tea, ctl, labels, lambda i: tok.decode([i]))
         divergence["seconds"] = round(time.time() - t, 2)
