@@ -21,6 +21,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/mnist.smk"
 include: "workflow/rules/audit.smk"
+include: "workflow/rules/theory.smk"
 
 
 rule all:
@@ -29,4 +30,7 @@ rule all:
         [figure_targets(e) for e in DESIGN.experiments],
         rules.fig_mnist.output if config["mnist"]["enabled"] else [],
         rules.audit.input if config["audit"]["enabled"] else [],
+        rules.fig_theory.output.fig
+        if config["theory"]["enabled"] and THEORY_EXPS
+        else [],
     localrule: True

@@ -287,3 +287,74 @@ def audit_targets(exp):
         f"results/{exp.trait}/{exp.modality}/audit/{t.id}"
         for t, _ in DESIGN.audit_pairs(exp)
     ]
+
+
+# --- theory (workflow/rules/theory.smk)
+TH = config["theory"]
+# the experiments whose trait has a target to read out (the animal trait)
+THEORY_EXPS = [e for e in DESIGN.experiments if e.trait == "animal"]
+
+
+def theory_pairs(w):
+    exp = experiment(w)
+    d = f"results/{exp.trait}/{exp.modality}/filter"
+    return [
+        dict(
+            name=t.id,
+            target=t.target,
+            reference=f"results/reference/{t.init}",
+            teacher=t.path,
+            twin=n.path,
+            data=f"{d}/{t.id}.jsonl",
+            twin_data=f"{d}/{n.id}.jsonl",
+            ids=f"results/{exp.trait}/{exp.modality}/select/prompt_ids.json",
+        )
+        for t, n in DESIGN.audit_pairs(exp)
+    ]
+
+
+def theory_lm_inputs(w):
+    pairs = theory_pairs(w)
+    files = sorted(
+        {
+            p[k]
+            for p in pairs
+            for k in ("reference", "teacher", "twin", "data", "twin_data", "ids")
+        }
+    )
+    cross = [f"results/reference/{DESIGN.cross_ref}"] if DESIGN.cross_ref else []
+    return dict(files=files, cross=cross)
+
+
+def theory_lm_params(w):
+    exp = experiment(w)
+    return as_json(
+        dict(
+            pairs=theory_pairs(w),
+            cross_reference=(
+                f"results/reference/{DESIGN.cross_ref}" if DESIGN.cross_ref else None
+            ),
+            trait=exp.trait,
+            modality=exp.modality,
+            n_batches=TH["n_batches"],
+            batch_size=TH["batch_size"],
+            seed=seed_of("theory", exp.trait, exp.modality),
+        )
+    )
+
+
+def theory_mnist_params(w):
+    MNc = config["mnist"]
+    return as_json(
+        dict(
+            n_models=MNc["n_models"],
+            aux_logits=MNc["aux_logits"],
+            hidden=MNc["hidden"],
+            teacher_epochs=TH["mnist_teacher_epochs"],
+            lr=MNc["lr"],
+            batch_size=MNc["batch_size"],
+            sigmas=MNc["sigmas"],
+            teacher_step=TH["teacher_step"],
+            seed=seed_of("theory_mnist"),
+        )
+    )
