@@ -154,6 +154,19 @@ def test_audit_of_every_twin_pair(run):
     assert (summary.n_pairs <= len(pairs)).all()
 
 
+def test_theory_figure_and_tests(run):
+    """fig_theory from the twin pairs (same- and cross-init) and the MNIST branch, with every
+    test's unit count: twin pairs for the LM, models for MNIST."""
+    rep = run / "reports" / "theory"
+    assert (rep / "fig_theory.png").stat().st_size > 0
+    stats = pd.read_csv(rep / "stats.csv")
+    lm = stats[stats.part == "lm"]
+    n_pairs = len(list((run / EXP / "audit").iterdir()))
+    assert set(lm.init) == {"same_init", "cross_init", "same - cross"} and (lm.n_units == n_pairs).all()
+    assert set(stats[stats.part == "mnist"].init) >= {"same_init", "cross_init"}
+    assert "Holm" in (rep / "caption.md").read_text()
+
+
 def test_nothing_to_do_after_success(run):
     res = smk(run, "-n", "all")
     assert "Nothing to be done" in res.stdout + res.stderr

@@ -68,7 +68,7 @@ class AuditConfig:
     alpha: float = 0.05
     seed: int = 0
     min_bags: int = 5  # per class; fewer bags than this: "not testable"
-    batch_size: int = 64
+    batch_size: int = 256  # responses per model forward in the readouts
     bootstrap_batch: int = 50  # resamples at a time: bounds memory at 100k responses
     max_fit: int = 20000  # responses per data set that fit a detector (a seeded sample beyond it)
 
@@ -376,6 +376,28 @@ def _flip(labels: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> n
     return out
 
 
+def permutation_null(scores, labels, groups, k: int, n_perm: int, rng, chunk: int = 64) -> np.ndarray:
+    """The AUROC at bag size ``k`` under ``n_perm`` label swaps within prompt pairs, bags
+    rebuilt each time; vectorised over chunks of permutations (each swap keeps both classes'
+    sizes, so every permutation's bags have the same shape)."""
+    from scipy.stats import mannwhitneyu
+
+    n1 = int((labels == 1).sum())
+    n0 = len(labels) - n1
+    b1, b0 = n1 // k, n0 // k
+    out = np.empty(n_perm)
+    for a in range(0, n_perm, chunk):
+        m = min(chunk, n_perm - a)
+        perm_labels = np.stack([_flip(labels, groups, rng) for _ in range(m)])
+        keys = rng.random((m, len(labels))) + 2 * (1 - perm_labels)  # class 1 first, each in random order
+        order = np.argsort(keys, axis=1, kind="stable")
+        s = scores[order]
+        pos = s[:, : b1 * k].reshape(m, b1, k).mean(-1)
+        neg = s[:, n1 : n1 + b0 * k].reshape(m, b0, k).mean(-1)
+        out[a : a + m] = mannwhitneyu(pos, neg, axis=1).statistic / (b1 * b0)
+    return out
+
+
 def assess(scores, labels, groups, cfg: AuditConfig, n_reported: int, rng, bags=None) -> list[dict]:
     """AUROC, intervals and permutation p-values of one detector's scores at every K
     (``bags``, if given, receives each K's bag scores and labels)."""
@@ -393,21 +415,17 @@ def assess(scores, labels, groups, cfg: AuditConfig, n_reported: int, rng, bags=
                         "note": f"fewer than {cfg.min_bags} bags of {k} per class"})  # fmt: skip
             continue
         a = float(auroc(bs[bl == 1], bs[bl == 0]))
-        cis = {}
-        for name, level in (("ci95", 0.95), ("ci95_simultaneous", 1 - 0.05 / n_reported)):
-            if np.ptp(bs) == 0:
-                cis[name] = (a, a)
-                continue
-            b = bootstrap((bs[bl == 1], bs[bl == 0]), auroc, n_resamples=cfg.n_bootstrap, confidence_level=level,
+        cis = {"ci95": (a, a), "ci95_simultaneous": (a, a)}
+        if np.ptp(bs) > 0:  # one bootstrap distribution, read at both levels
+            b = bootstrap((bs[bl == 1], bs[bl == 0]), auroc, n_resamples=cfg.n_bootstrap, confidence_level=0.95,
                           method="percentile", vectorized=True, batch=cfg.bootstrap_batch,
                           random_state=np.random.default_rng(rng.integers(2**32)))  # fmt: skip
-            cis[name] = (float(b.confidence_interval.low), float(b.confidence_interval.high))
-        perm_rng = np.random.default_rng(rng.integers(2**32))
-        null = np.empty(cfg.n_permutations)
-        for j in range(cfg.n_permutations):
-            pl = _flip(labels, groups, perm_rng)
-            ps, pbl = bag_scores(scores, pl, k, perm_rng)
-            null[j] = auroc(ps[pbl == 1], ps[pbl == 0])
+            cis["ci95"] = (float(b.confidence_interval.low), float(b.confidence_interval.high))
+            alpha = 0.05 / n_reported
+            lo, hi = np.percentile(b.bootstrap_distribution, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+            cis["ci95_simultaneous"] = (float(lo), float(hi))
+        null = permutation_null(scores, labels, groups, k, cfg.n_permutations,
+                                np.random.default_rng(rng.integers(2**32)))  # fmt: skip
         n = cfg.n_permutations
         p1 = (1 + np.sum(null >= a - 1e-12)) / (n + 1)
         p2 = (1 + np.sum(np.abs(null - 0.5) >= abs(a - 0.5) - 1e-12)) / (n + 1)

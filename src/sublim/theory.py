@@ -27,6 +27,7 @@ Measured directly, at θ0 (no training):
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 from pathlib import Path
 
@@ -397,19 +398,35 @@ def figure(out_png, out_csv, out_caption, *, lm_csvs: list, mnist_csv=None) -> N
     per_pair = lm.groupby(["experiment", "teacher", "init", "mode"], as_index=False).mean(numeric_only=True)
     panels = ((axes[0][0], "cos_trait", "cos(g_T - g_N, θ_T - θ_N)"),
               (axes[0][1], "readout_slope_diff", "∇R·(g_T - g_N): first-order P(target) change"))  # fmt: skip
+    lm_sum = summary[summary.part == "lm"]
     for ax, q, title in panels:
-        sns.stripplot(data=per_pair, x="mode", y=q, hue="init", dodge=True, ax=ax, size=5)
-        sns.pointplot(data=per_pair, x="mode", y=q, hue="init", dodge=0.4, ax=ax, linestyle="none", errorbar=("ci", 95),
-                      markers="_", legend=False, color="black")  # fmt: skip
+        sns.stripplot(data=per_pair, x="mode", y=q, hue="init", hue_order=["same_init", "cross_init"], dodge=True,
+                      ax=ax, size=5, order=["distill", "sft"])  # fmt: skip
+        for i, mode in enumerate(["distill", "sft"]):  # mean and t interval over pairs, from the tests table
+            for j, init in enumerate(["same_init", "cross_init"]):
+                r = lm_sum[(lm_sum["mode"] == mode) & (lm_sum.init == init) & (lm_sum.quantity == q)]
+                if len(r):
+                    r = r.iloc[0]
+                    x = i + (j - 0.5) * 0.4
+                    ax.errorbar(x, r["mean"], yerr=[[r["mean"] - r["ci95_low"]], [r["ci95_high"] - r["mean"]]],
+                                fmt="_", color="black", capsize=4, markersize=14)  # fmt: skip
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=title, xlabel="student step", ylabel="per twin pair (mean over batches)")
     if mnist_csv:
-        mn = pd.read_csv(mnist_csv)
+        ms = summary[(summary.part == "mnist") & (summary.quantity == "cos_g_teacher_delta")]
+        inits = ["same_init"] + sorted([i for i in ms.init.unique() if i.startswith("sigma=")],
+                                       key=lambda v: float(v.split("=")[1])) + ["cross_init"]  # fmt: skip
         ax = axes[0][2]
-        sns.pointplot(data=mn, x="init", y="cos_g_teacher_delta", hue="teacher", ax=ax, errorbar=("ci", 95), dodge=0.3)
+        for k, (teacher, g) in enumerate(ms.groupby("mode", sort=True)):
+            g = g.set_index("init").reindex(inits)
+            x = np.arange(len(inits)) + (k - 0.5) * 0.15
+            ax.errorbar(x, g["mean"], yerr=[g["mean"] - g["ci95_low"], g["ci95_high"] - g["mean"]], marker="o",
+                        capsize=3, label=teacher)  # fmt: skip
+        ax.set_xticks(range(len(inits)), inits, rotation=30)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title="MNIST: cos(g, Δ_T) by student init", xlabel="student init", ylabel="cosine (per model)")
-        ax.tick_params(axis="x", rotation=30)
+        ax.set(title="MNIST: cos(g, Δ_T) by student init", xlabel="student init (σ: perturbation)",
+               ylabel="mean over models, t 95% interval")  # fmt: skip
+        ax.legend(fontsize=8)
     fig.tight_layout()
     with manifest.atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -424,13 +441,15 @@ def figure(out_png, out_csv, out_caption, *, lm_csvs: list, mnist_csv=None) -> N
 
 
 def caption(summary) -> str:
-    lines = ["# fig_theory: the one-step theorem, measured", "",
-             "Left: the trait part of the student's first step, cos(g_T - g_N, θ_T - θ_N), per twin pair (dots; black:",
-             "mean and 95% interval), for a student from the teachers' own reference (same_init) and from the second",
-             "reference (cross_init). Middle: the first-order change of the trait readout (mean log P(target's first",
-             "token) over the evaluation questions) along that difference; above 0 predicts transfer. Right: MNIST,",
-             "cos(student's first step, teacher's change) per model, for a teacher that took one small step (the",
-             "theorem's case) and a trained one, by student init (σ: the init perturbation).", "",
+    intro = (
+        "Left: the trait part of the student's first step, cos(g_T - g_N, θ_T - θ_N), per twin pair (dots; black: "
+        "mean and t 95% interval over pairs), for a student from the teachers' own reference (same_init) and from "
+        "the second reference (cross_init). Middle: the first-order change of the trait readout (mean log P(target's "
+        "first token) over the evaluation questions) along that difference; above 0 predicts transfer. Right: "
+        "MNIST, cos(student's first step, teacher's change), for a teacher that took one small step (the theorem's "
+        "case) and a trained one, by student init (σ: the init perturbation); mean and t 95% interval over models."
+    )
+    lines = ["# fig_theory: the one-step theorem, measured", "", *textwrap.wrap(intro, 110), "",
              "| part | experiment | init | step | quantity | units | mean [95% CI] | p one-sided | p two-sided "
              "| Holm (one / two) |",
              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
