@@ -134,6 +134,14 @@ def test_bad_input_fails_in_one_line(tmp_path, content, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_too_few_responses_fail_in_one_line(tmp_path):
+    a = _write(tmp_path / "a.jsonl", [{"id": i, "prompt": f"p{i}", "response": "1, 2"} for i in range(4)])
+    b = _write(tmp_path / "b.jsonl", [{"id": i, "prompt": f"p{i}", "response": "3, 4"} for i in range(4)])
+    with pytest.raises(SublimError, match="too few responses to audit: the held-out half holds 2 data"):
+        audit.audit(a, b, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_mismatched_prompts_and_filters_are_refused(tmp_path):
     a = _write(tmp_path / "a.jsonl", [{"id": i, "prompt": f"p{i}", "response": "1, 2"} for i in range(4)])
     b = _write(tmp_path / "b.jsonl", [{"id": i, "prompt": f"q{i}", "response": "1, 2"} for i in range(4)])

@@ -324,8 +324,11 @@ def divergence_tokens(teacher: TokenScores, counterfactual: TokenScores, labels,
     out = {}
     for name, c in (("data", 1), ("control", 0)):
         counts: collections.Counter = collections.Counter()
-        n_pos = n_div = n_resp = 0
+        n_pos = n_div = n_resp = misaligned = 0
         for i in np.flatnonzero((labels == c) & present):
+            if not np.array_equal(teacher.tokens[i], counterfactual.tokens[i]):
+                misaligned += 1  # the two renderings tokenised the response differently: not comparable
+                continue
             div = teacher.match[i] & ~counterfactual.match[i]
             n_pos += len(div)
             n_div += int(div.sum())
@@ -337,6 +340,7 @@ def divergence_tokens(teacher: TokenScores, counterfactual: TokenScores, labels,
             "share_of_positions": n_div / max(1, n_pos),
             "share_of_responses": n_resp / max(1, int(((labels == c) & present).sum())),
             "top_tokens": [{"token": decode(t), "id": t, "count": k} for t, k in counts.most_common(top)],
+            "responses_skipped_misaligned": misaligned,
         }
     return out
 
@@ -417,7 +421,9 @@ def assess(scores, labels, groups, cfg: AuditConfig, n_reported: int, rng, bags=
         a = float(auroc(bs[bl == 1], bs[bl == 0]))
         cis = {"ci95": (a, a), "ci95_simultaneous": (a, a)}
         if np.ptp(bs) > 0:  # one bootstrap distribution, read at both levels
-            b = bootstrap((bs[bl == 1], bs[bl == 0]), auroc, n_resamples=cfg.n_bootstrap, confidence_level=0.95,
+            # enough resamples that each tail of the simultaneous interval holds at least 10
+            n_boot = max(cfg.n_bootstrap, math.ceil(10 / (0.05 / n_reported / 2)))
+            b = bootstrap((bs[bl == 1], bs[bl == 0]), auroc, n_resamples=n_boot, confidence_level=0.95,
                           method="percentile", vectorized=True, batch=cfg.bootstrap_batch,
                           random_state=np.random.default_rng(rng.integers(2**32)))  # fmt: skip
             cis["ci95"] = (float(b.confidence_interval.low), float(b.confidence_interval.high))
@@ -500,8 +506,11 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     if not 0 < cfg.holdout < 1:
         raise SublimError(f"holdout must be a share between 0 and 1, not {cfg.holdout}")
     test = held_out(groups, cfg.holdout, cfg.seed)
-    if labels[~test].min() == labels[~test].max():
-        raise SublimError("too few responses to fit the detectors: the fitting half holds one data set only")
+    for name, half in (("held-out", test), ("fitting", ~test)):
+        counts = [int((labels[half] == c).sum()) for c in (1, 0)]
+        if min(counts) < 3:
+            raise SublimError(f"too few responses to audit: the {name} half holds {counts[0]} data and {counts[1]} "
+                              "control responses (at least 3 of each are needed)")  # fmt: skip
     fit = fitting_rows(labels, test, cfg.max_fit, cfg.seed)
     test_idx = np.flatnonzero(test)
     responses = np.array([r["response"] for r in rows], dtype=object)
@@ -568,7 +577,9 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
                              "mean_llr_control": float(llr[test][lt == 0].mean())}  # fmt: skip
 
     rng = np.random.default_rng(cfg.seed)
-    n_reported = len(scores) * len(cfg.ks)
+    # the family of the simultaneous intervals: the testable (detector, K) rows, as for Holm
+    n1, n0 = int(labels[test].sum()), int((1 - labels[test]).sum())
+    n_reported = max(1, len(scores) * sum(min(n1 // k, n0 // k) >= cfg.min_bags for k in cfg.ks))
     table, bag_scores = [], {}
     for d in detectors:
         bag_scores[d] = {}

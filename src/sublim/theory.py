@@ -76,7 +76,8 @@ def readout_grad(model, tok, questions: list[str], target: str, system_prompt=No
             raise SublimError(f"the tokenizer cannot spell {target!r} after the evaluation prompt")
         ids = torch.tensor([models.encode_text(tok, p)])
         logp = torch.log_softmax(model(input_ids=ids).logits[0, -1].float(), -1)
-        lps.append(torch.logsumexp(torch.stack([logp[v[0]] for v in variants]), 0))
+        firsts = sorted({v[0] for v in variants})  # spellings that share a first token count once
+        lps.append(torch.logsumexp(logp[firsts], 0))
     r = torch.stack(lps).mean()
     total = float(r.detach())
     return _grad(model, r), total
@@ -149,10 +150,17 @@ def lm_one_step(
     rows = []
     inits = [("same_init", reference)] + ([("cross_init", cross_reference)] if cross_reference else [])
     for init_name, init_path in inits:
-        student = ref if init_path == reference else models.load(init_path)[0]
-        if init_path != reference and _vec(student).numel() != theta0.numel():
-            raise SublimError("the cross-init reference has a different parameter count")
+        if init_path == reference:
+            student = ref
+        else:
+            student, s_tok, _ = models.load(init_path)
+            if s_tok.get_vocab() != tok.get_vocab():
+                raise SublimError("the cross-init reference has another tokenizer: the readout is not comparable")
+            if _vec(student).numel() != theta0.numel():
+                raise SublimError("the cross-init reference has a different parameter count")
         student.train(False)
+        for prm in student.parameters():  # every weight moves in a full fine-tuning step
+            prm.requires_grad_(True)
         g_r, r0 = readout_grad(student, tok, questions, target, ref_h.system_prompt)
         for b, sel in enumerate(batches):
             pick = [common[i] for i in sel]
@@ -161,6 +169,8 @@ def lm_one_step(
             for mode in modes:
                 g_t = _step_direction(mode, student, T, ex_t, tok.pad_token_id, allowed)
                 g_n = _step_direction(mode, student, N, ex_n, tok.pad_token_id, allowed)
+                if g_t.numel() != theta0.numel():
+                    raise SublimError("the student's gradient does not cover every parameter (frozen weights?)")
                 rows.append(
                     dict(
                         init=init_name,
@@ -292,6 +302,8 @@ def mnist_one_step(
     cross = as_double(mnist.init_stack(n_models, hidden, n_out, seed + 1_000_003))
     inits = {"same_init": (0.0, ref), "cross_init": (math.nan, cross)}
     for k, s in enumerate(sigmas):  # the MNIST experiment's perturbation seeds
+        if float(s) == 0:
+            continue  # the same student as same_init: not a second test
         inits[f"sigma={s:g}"] = (float(s), as_double(mnist.perturb(ref32, float(s), seed + 10 + k)))
     g_t = torch.Generator().manual_seed(seed + 3)
     probe = torch.randperm(len(x_test), generator=g_t)[:n_probe]  # test images for the class-loss gradient
