@@ -251,7 +251,10 @@ def main(argv=None) -> int:
         if has_sklearn != "True":  # gpu_wheels.py download --without audit
             configs.append(str(BENCH / "gpu_check_no_audit.yaml"))
             results["workflow_without_audit"] = True
-        smk = [py, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd)]
+        # a run directory that is a clone of the repository runs its own Snakefile (the
+        # rules' script paths are relative to it, and Snakemake reruns a job whose paths change)
+        snakefile = wd / "Snakefile" if (wd / "Snakefile").exists() else ROOT / "Snakefile"
+        smk = [py, "-m", "snakemake", "-s", str(snakefile), "--directory", str(wd)]
         smk += ["--cores", str(a.cores), "all", "--configfile", *configs]
         ok = run_step("workflow", [*smk, "-n", "--quiet", "rules"], out, 120, results)
         if ok and (not a.dry_run or a.workdir):

@@ -58,8 +58,78 @@ def scaled_model():
 PYTHON = sys.executable
 
 
+# the order in which the test files start: the Slurm test first (it mostly waits on the
+# scheduler), then the longest CPU-bound units, then the rest
+FIRST = ["test_slurm.py", "test_workflow.py", "test_dvc.py", "test_vllm.py", "test_gguf.py"]
+# files whose tests share one worker (and so one session fixture): test_dvc records, pushes and
+# pulls the run that test_workflow checks, rather than running the workflow a second time
+GROUPS = {"test_workflow.py": "tests_run", "test_dvc.py": "tests_run"}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
-    """The Slurm test first: it mostly waits on the scheduler, so under ``-n 2 --dist
-    loadfile --no-loadscope-reorder`` (run-tests.sh; xdist otherwise reorders files by test
-    count) it overlaps the CPU-bound tests instead of trailing them."""
-    items.sort(key=lambda it: 0 if it.path.name == "test_slurm.py" else 1)
+    """Under ``-n 3 --dist loadgroup --no-loadscope-reorder`` (run-tests.sh) each test file is
+    one unit of work (its module fixtures run once), except test_workflow and test_dvc, which
+    are one unit; units start in FIRST's order, so the Slurm test overlaps the CPU-bound ones
+    instead of trailing them. tryfirst: xdist reads the group marks in its own hook."""
+    for it in items:
+        it.add_marker(pytest.mark.xdist_group(GROUPS.get(it.path.name, it.path.name)))
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda it: rank.get(it.path.name, len(FIRST)))
+
+
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "sublim-test", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "sublim-test", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}  # fmt: skip
+
+
+def snapshot_repo(dest: Path) -> Path:
+    """The working tree (tracked files as they are now, and untracked ones git does not
+    ignore) copied to ``dest`` and committed there as a new git repository: a clone of what
+    is being tested, uncommitted changes included."""
+    import shutil
+    import subprocess
+
+    ls = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                        check=True).stdout.decode().split("\0")  # fmt: skip
+    for rel in filter(None, ls):
+        src = ROOT / rel
+        if src.is_file():  # a tracked file deleted in the working tree is left out
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the working tree under test"]):
+        subprocess.run(["git", *cmd], cwd=dest, env=GIT_ENV, check=True, capture_output=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def repo_snapshot():
+    return snapshot_repo
+
+
+@pytest.fixture(scope="session")
+def tests_run(tmp_path_factory):
+    """The whole DAG of tests/config.yaml, run by Snakemake in a snapshot of the repository
+    with its own Snakefile. The run is first killed mid-way through reference pretraining,
+    then rerun: it must resume from the checkpoint and finish. test_workflow checks it;
+    test_dvc then records, pushes and pulls it (same worker: see GROUPS)."""
+    import signal
+    import subprocess
+    import time
+
+    wd = snapshot_repo(tmp_path_factory.mktemp("tests_run") / "A")
+    cmd = [PYTHON, "-m", "snakemake", "-c2", "all", "--configfile", "tests/config.yaml"]
+    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = wd / "checkpoints" / "reference" / "seed0" / "state.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ckpt.exists(), "no training checkpoint appeared"
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert not (wd / "results" / "reference" / "seed0" / "config.json").exists()
+    res = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, check=False, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return wd

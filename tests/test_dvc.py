@@ -1,9 +1,9 @@
 """DVC: dvc.yaml follows the Snakemake DAG; a recorded run round-trips through a remote.
 
-Real git and real DVC in scratch clones: run the tests workflow, record it (dvc commit, no
-rerun), push; clone again and pull; every artifact must be byte-identical and Snakemake must
-have nothing to do. Then tamper with a checkpoint and check both `dvc status` and
-`sublim lineage` flag it.
+Real git and real DVC: record the tests workflow's run (conftest.tests_run, made in a
+snapshot of the repository and checked by test_workflow; dvc commit, no rerun), push; clone
+it and pull; every artifact must be byte-identical and Snakemake must have nothing to do.
+Then tamper with a checkpoint and check both `dvc status` and `sublim lineage` flag it.
 """
 
 import hashlib
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -28,18 +27,8 @@ ENV = {
     "GIT_COMMITTER_NAME": "sublim-test", "GIT_COMMITTER_EMAIL": "t@example.invalid",
 }  # fmt: skip
 TESTCFG = "tests/config.yaml"
-# the recorded run: tests/config.yaml with the Slurm test's overlay (one animal, one reference,
-# every rule kind), merged into one file as DVC's params need; the whole tests design runs in
-# tests/test_workflow.py, and what is tested here is recording, pushing and pulling it
-RUNCFG = "tests/dvc-run.yaml"
-
-
-def merged(base: dict, over: dict) -> dict:
-    """Snakemake's overlay rule for a second --configfile: mappings merge, the rest replaces."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
+# the recorded run: the whole tests design, run once for test_workflow and test_dvc together
+RUNCFG = TESTCFG
 
 
 def sh(cwd, *cmd, check=True, **kw):
@@ -65,16 +54,10 @@ def test_dvc_yaml_is_in_sync_with_the_snakefile():
 
 
 @pytest.fixture(scope="module")
-def clones(tmp_path_factory):
-    base = tmp_path_factory.mktemp("dvc")
-    a, b = base / "A", base / "B"
-    sh(base, "git", "clone", "-q", str(ROOT), str(a))
-    cfg = merged(*(yaml.safe_load((ROOT / f).read_text()) for f in (TESTCFG, "tests/slurm/config.yaml")))
-    (a / RUNCFG).write_text(yaml.safe_dump(cfg, sort_keys=False))
-    sh(a, "git", "add", RUNCFG)
-    sh(a, "git", "commit", "-qm", "the recorded run's config")
-    res = sh(a, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", RUNCFG, check=False, timeout=1200)
-    assert res.returncode == 0, res.stderr[-3000:]
+def clones(tests_run):
+    a = tests_run
+    base = a.parent
+    b = base / "B"
     sh(a, "sublim", "record", "--configfile", RUNCFG)
     # an interrupted push leaves the remote usable and resumes: kill the push once the
     # first objects have reached the remote (a fixed delay can land before DVC has started)
@@ -170,13 +153,12 @@ def test_checkout_of_an_older_commit_restores_its_artifacts(clones):
     shutil.rmtree(a / ".snakemake", ignore_errors=True)
 
 
-def test_dvc_repro_runs_the_same_pipeline(tmp_path):
+def test_dvc_repro_runs_the_same_pipeline(tmp_path, repo_snapshot):
     """dvc repro as an alternative local executor, on the tests config. CI reproduces one
     teacher's chain (corpus -> reference -> teacher -> generate -> filter); a student's stage
     needs every teacher's data (the common prompt ids), and DVC runs stages one at a time,
     so longer chains and the full pipeline are left to a manual run."""
-    c = tmp_path / "C"
-    sh(tmp_path, "git", "clone", "-q", str(ROOT), str(c))
+    c = repo_snapshot(tmp_path / "C")
     sh(c, sys.executable, "workflow/scripts/export_dvc.py", "--configfile", TESTCFG)
     stage = "filter-animal-numbers-owl_t0"
     res = sh(c, "dvc", "repro", "-q", stage, check=False, timeout=1200)

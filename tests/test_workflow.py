@@ -1,4 +1,5 @@
-"""End to end: the whole DAG on tests/config.yaml, run by Snakemake in a scratch directory.
+"""End to end: the whole DAG on tests/config.yaml, run by Snakemake in a snapshot of the
+repository (conftest.tests_run, shared with test_dvc).
 
 The run is first killed mid-way through reference pretraining, then rerun: it must resume
 from the checkpoint and finish. Then the outputs, manifests and reproducibility are checked.
@@ -6,11 +7,8 @@ from the checkpoint and finish. Then the outputs, manifests and reproducibility 
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -21,13 +19,13 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 TEST_CONFIG = ROOT / "tests" / "config.yaml"
 
 
-def workdir(path: Path) -> Path:
-    """A scratch working directory: the workflow finds its scripts itself (no symlink)."""
-    return path
-
-
 def smk(workdir, *args, check=True, **kw):
-    cmd = [*SNAKEMAKE, "--directory", str(workdir), *args, "--configfile", str(TEST_CONFIG)]
+    """Snakemake in ``workdir``: with its own Snakefile and config when it is a snapshot of
+    the repository (the shared run), else with this checkout's."""
+    own = (Path(workdir) / "Snakefile").exists()
+    snakefile = Path(workdir) / "Snakefile" if own else ROOT / "Snakefile"
+    config = Path(workdir) / "tests" / "config.yaml" if own else TEST_CONFIG
+    cmd = [*SNAKEMAKE[:-1], str(snakefile), "--directory", str(workdir), *args, "--configfile", str(config)]
     return subprocess.run(cmd, capture_output=True, text=True, check=check, **kw)
 
 
@@ -36,21 +34,9 @@ def sha(p):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    wd = workdir(tmp_path_factory.mktemp("wf"))
-    cmd = [*SNAKEMAKE, "--directory", str(wd), "-c2", "all", "--configfile", str(TEST_CONFIG)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    ckpt = wd / "checkpoints" / "reference" / "seed0" / "state.pt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert ckpt.exists(), "no training checkpoint appeared"
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=120)
-    assert not (wd / "results" / "reference" / "seed0" / "config.json").exists()
-    res = smk(wd, "-c2", "all", check=False, timeout=1200)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return wd
+def run(tests_run):
+    """The shared run of tests/config.yaml (conftest.tests_run: killed once, then resumed)."""
+    return tests_run
 
 
 def test_killed_training_resumed_not_restarted(run):
@@ -173,7 +159,6 @@ def test_nothing_to_do_after_success(run):
 
 
 def test_bad_config_fails_before_dag_with_one_line(tmp_path):
-    workdir(tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text(TEST_CONFIG.read_text().replace("subsample: 20", "subsampel: 20"))
     res = subprocess.run(
@@ -211,9 +196,10 @@ def test_manifests_match_their_wildcards(run):
     assert len(seeds) == len(list(run.glob(f"{EXP}/student/*/*/*/*")))
 
 
-def test_snakemake_html_report_has_figures_tables_and_config(run):
-    smk(run, "--report", "reports/report.html", timeout=300)
-    html = (run / "reports" / "report.html").read_text()
+def test_snakemake_html_report_has_figures_tables_and_config(run, tmp_path):
+    # written outside the run: test_dvc then records the run's every file
+    smk(run, "--report", str(tmp_path / "report.html"), timeout=300)
+    html = (tmp_path / "report.html").read_text()
     for name in (
         "fig_transfer.png",
         "fig_specificity.png",
@@ -249,3 +235,18 @@ def test_gpu_check_dry_run_runs_every_step(run, tmp_path):
     for row in ("| kvcache |", "LoRA student", "| generate | 5 |", "dry run"):
         assert row in md, row
     assert (out / "workflow_manifests" / "results" / "reference" / "seed0" / "manifest.json").exists()
+
+
+def test_icl_figure_and_tests(run):
+    """fig_icl: every twin pair at every k of the tests config, each pair once, beside the
+    fine-tuned students' headline rows."""
+    rep = run / "reports" / "icl"
+    assert (rep / "fig_icl.png").stat().st_size > 0
+    readout = pd.read_csv(run / EXP / "icl" / "readout.csv")
+    n_pairs = len(list((run / EXP / "audit").iterdir()))
+    assert readout.teacher.nunique() == n_pairs and set(readout.k) == {1, 2}
+    stats = pd.read_csv(rep / "stats.csv")
+    ctx = stats[stats.role == "in context"]
+    assert sorted(ctx.k) == [1, 2] and (ctx.n_units == n_pairs).all()
+    assert set(stats[stats.role == "fine-tuned students"]["mode"]) == {"sft", "distill"}
+    assert "Holm" in (rep / "caption.md").read_text()

@@ -53,19 +53,34 @@ def _animal_token_variants(tok, prompt_text: str, animal: str) -> list[list[int]
     return out
 
 
-def logit_readout(model, tok, prompts: list[str], animals, row_budget: int = 256):
+def answer_tails(tok, prompts: list[str], animals) -> list[list[tuple[str, list[int]]]]:
+    """Per prompt: ``(animal, answer ids)`` for every spelling variant of every animal."""
+    return [[(a, t) for a in animals for t in _animal_token_variants(tok, p, a)] for p in prompts]
+
+
+def logit_readout(model, tok, prompts: list[str], animals, row_budget: int = 256, tails=None):
     """``lp[q][animal]`` = log P(animal) summed over its spelling variants.
 
     Each question's prompt runs once (left-padded batches, KV cache); an answer's first token
     is read at the prompt's last position, and the rest of a multi-token answer continues
-    from the prompt's cached keys and values, so no prompt is computed twice."""
+    from the prompt's cached keys and values, so no prompt is computed twice.
+
+    ``tails`` (optional, one per prompt): each prompt's ``(animal, answer ids)`` pairs,
+    computed once (``answer_tails``) from shorter prompts that end as these do (the question
+    alone, where these put examples before it); tokenising 80 spellings after a long prompt
+    costs more than its forward pass. The first prompt is checked against its stand-in: a
+    mismatch falls back to tokenising after the prompts themselves."""
     import torch
     from transformers import DynamicCache
 
-    per_q = []  # per question: prompt ids and its (animal, answer ids) pairs
-    for ptext in prompts:
-        tails = [(a, t) for a in animals for t in _animal_token_variants(tok, ptext, a)]
-        per_q.append((models.encode_text(tok, ptext), tails))
+    if tails is not None and prompts:
+        if len(tails) != len(prompts):
+            raise ValueError("tails must give one list per prompt")
+        if answer_tails(tok, prompts[:1], animals)[0] != tails[0]:
+            tails = None
+    if tails is None:
+        tails = answer_tails(tok, prompts, animals)
+    per_q = [(models.encode_text(tok, p), t) for p, t in zip(prompts, tails)]  # prompt ids, its answers
     widest = max((len(t) for _, t in per_q), default=1) or 1
     q_batch = max(1, row_budget // widest)
     dev = model.device

@@ -17,9 +17,24 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
-def main(fn) -> None:
+# Packages that other libraries import whenever they are installed, though no step but the
+# audit uses them: transformers imports scikit-learn's metrics (for assisted generation,
+# which sublim never runs) as soon as a model class is imported, and that pulls in scipy.stats
+# and pandas: about 1.2 s of every job's start-up on this project's 2-core machine
+# (benchmarks/startup.py measures it).
+UNUSED = ("sklearn",)
+
+
+def main(fn, *, uses: tuple[str, ...] = ()) -> None:
+    """Run a step: a ``SublimError`` becomes one line on stderr and exit code 1. The packages
+    of ``UNUSED`` that the step does not declare in ``uses`` are hidden (``None`` in
+    ``sys.modules``: Python's own way to block an import), so libraries that probe for them
+    skip them; importing one in such a step fails loudly, never silently."""
     from .errors import SublimError
 
+    for name in UNUSED:
+        if name not in uses and name not in sys.modules:
+            sys.modules[name] = None
     try:
         fn()
     except SublimError as e:

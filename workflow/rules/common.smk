@@ -358,3 +358,46 @@ def theory_mnist_params(w):
             seed=seed_of("theory_mnist"),
         )
     )
+
+
+# --- in-context learning (workflow/rules/icl.smk)
+ICL = config["icl"]
+# the experiments whose trait has a target to read out (the animal trait)
+ICL_EXPS = [e for e in DESIGN.experiments if e.trait == "animal"]
+
+
+def icl_pairs(w):
+    exp = experiment(w)
+    d = f"results/{exp.trait}/{exp.modality}/filter"
+    return [
+        dict(
+            name=t.id,
+            target=t.target,
+            data=f"{d}/{t.id}.jsonl",
+            twin_data=f"{d}/{n.id}.jsonl",
+        )
+        for t, n in DESIGN.audit_pairs(exp)
+    ]
+
+
+def icl_inputs(w):
+    exp = experiment(w)
+    pairs = icl_pairs(w)
+    return dict(
+        reference=f"results/reference/{DESIGN.teacher_ref}",
+        ids=f"results/{exp.trait}/{exp.modality}/select/prompt_ids.json",
+        data=sorted({p[k] for p in pairs for k in ("data", "twin_data")}),
+    )
+
+
+def icl_params(w):
+    exp = experiment(w)
+    return as_json(
+        dict(
+            pairs=icl_pairs(w),
+            animals=get_trait(exp.trait).eval_params(config)["animals"],
+            ks=ICL["ks"],
+            draws=ICL["draws"],
+            seed=seed_of("icl", exp.trait, exp.modality),
+        )
+    )

@@ -14,4 +14,4 @@ def run():
 
 
 if __name__ == "__main__":
-    script.main(run)
+    script.main(run, uses=("sklearn",))
