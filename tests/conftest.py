@@ -59,21 +59,14 @@ PYTHON = sys.executable
 
 
 # the order in which the test files start: the Slurm test first (it mostly waits on the
-# scheduler), then the longest CPU-bound units, then the rest
-FIRST = ["test_slurm.py", "test_workflow.py", "test_dvc.py", "test_vllm.py", "test_gguf.py"]
-# files whose tests share one worker (and so one session fixture): test_dvc records, pushes and
-# pulls the run that test_workflow checks, rather than running the workflow a second time
-GROUPS = {"test_workflow.py": "tests_run", "test_dvc.py": "tests_run"}
+# scheduler), then the longest CPU-bound files, then the rest
+FIRST = ["test_slurm.py", "test_workflow.py", "test_vllm.py", "test_dvc.py", "test_gguf.py"]
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
-    """Under ``-n 3 --dist loadgroup --no-loadscope-reorder`` (run-tests.sh) each test file is
-    one unit of work (its module fixtures run once), except test_workflow and test_dvc, which
-    are one unit; units start in FIRST's order, so the Slurm test overlaps the CPU-bound ones
-    instead of trailing them. tryfirst: xdist reads the group marks in its own hook."""
-    for it in items:
-        it.add_marker(pytest.mark.xdist_group(GROUPS.get(it.path.name, it.path.name)))
+    """Under ``-n 3 --dist loadfile --no-loadscope-reorder`` (run-tests.sh; xdist otherwise
+    reorders files by test count) the files start in FIRST's order, so the Slurm test
+    overlaps the CPU-bound ones instead of trailing them."""
     rank = {name: i for i, name in enumerate(FIRST)}
     items.sort(key=lambda it: rank.get(it.path.name, len(FIRST)))
 
@@ -113,8 +106,8 @@ def repo_snapshot():
 def tests_run(tmp_path_factory):
     """The whole DAG of tests/config.yaml, run by Snakemake in a snapshot of the repository
     with its own Snakefile. The run is first killed mid-way through reference pretraining,
-    then rerun: it must resume from the checkpoint and finish. test_workflow checks it;
-    test_dvc then records, pushes and pulls it (same worker: see GROUPS)."""
+    then rerun: it must resume from the checkpoint and finish. test_workflow checks it, then
+    records, pushes and pulls it with DVC."""
     import signal
     import subprocess
     import time

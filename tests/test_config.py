@@ -156,3 +156,38 @@ def test_all_three_modalities_plan_the_same_runs_each(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
     assert int(counts["teacher"]) == n_teachers  # one set of teachers writes all three
     assert "fig_animal_code" in res.stdout or "reports/animal_code/plain/fig_transfer.png" in res.stdout
+
+
+def test_cross_architecture_arms_plan_a_second_family(tmp_path):
+    """reference.cross_arch adds one reference of another family (its own id), pretrained on
+    the same corpus; the cross_arch arms' students start from it, one per teacher they mirror,
+    and the contrast needs the arm and its neutral twin alike. Without reference.cross_arch
+    the arms are refused in one line."""
+    import re
+    import subprocess
+    import sys
+
+    from sublim.design import Design
+
+    cfg = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
+    cfg["students"]["matrix"] += [{"arm": "cross_arch", "modes": ["distill"]},
+                                  {"arm": "cross_arch_neutral", "modes": ["distill"]}]  # fmt: skip
+    with pytest.raises(SublimError, match="cross_arch arms need reference.cross_arch"):
+        validate(copy.deepcopy(cfg))
+    cfg["reference"]["cross_arch"] = {"family": "gpt_neox", "seed": 0}
+    full = validate(copy.deepcopy(cfg))
+    d = Design(full)
+    assert d.refs == ["seed0", "seed1", "neox0"] and d.cross_ref == "seed1" and d.arch_ref == "neox0"
+    arch = [s for s in d.students() if s.arm.startswith("cross_arch")]
+    assert arch and all(s.init == "neox0" for s in arch)
+    assert {s.teacher.kind for s in arch} == {"trait", "neutral"}
+    path = tmp_path / "xarch.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / "wd"),
+         "-n", "all", "--configfile", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "results/reference/neox0" in res.stdout
+    assert len(set(re.findall(r"student/[a-z_]+_t0/distill/neox0/seed0", res.stdout))) == len(arch)

@@ -323,3 +323,34 @@ def test_arms_train_in_the_same_batches(tiny_model_dir, monkeypatch):
     training.train(m, [training.Example(e.input_ids, e.n_prompt) for e in base], cfg, pad_id=tok.pad_token_id)
     training.train(_load(tiny_model_dir)[0], longer, cfg, pad_id=tok.pad_token_id)
     assert len(seen) == 2 and seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("family", ["gpt_neox", "qwen2"])
+def test_second_architecture_trains_and_resumes_like_the_first(family, tiny_tokenizer, tmp_path):
+    """The cross-architecture reference's families (models.FAMILIES): built with the corpus
+    tokenizer and reference.arch's sizes (about the Llama's parameter count), saved with
+    save_pretrained, trained, and a killed run resumes to the same weights."""
+    torch.set_num_threads(1)
+    arch = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, max_position_embeddings=128)
+    llama = models.build_tiny("llama", len(tiny_tokenizer), arch, 0, tiny_tokenizer)
+    m = models.build_tiny(family, len(tiny_tokenizer), arch, 0, tiny_tokenizer)
+    assert m.config.model_type == family
+    n, n_llama = sum(p.numel() for p in m.parameters()), sum(p.numel() for p in llama.parameters())
+    assert abs(n - n_llama) / n_llama < 0.05
+    d = tmp_path / family
+    m.save_pretrained(d)
+    tiny_tokenizer.save_pretrained(d)
+    cfg = training.TrainConfig(mode="sft", epochs=2, lr=1e-3, batch_size=4, checkpoint_every=3, seed=5)
+    m1, tok = _load(d)
+    ex = _examples(tok)
+    ref, _ = training.train(m1, ex, cfg, pad_id=tok.pad_token_id)
+    changed = [k for k, v in ref.state_dict().items() if not torch.equal(v, m.state_dict()[k])]
+    assert changed
+    with pytest.raises(training.Interrupted):
+        training.train(_load(d)[0], ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=tmp_path / "ck", stop_after=7)
+    out, info = training.train(_load(d)[0], ex, cfg, pad_id=tok.pad_token_id, checkpoint_dir=tmp_path / "ck")
+    assert info["resumed_from_step"] == 7
+    for (k, a), b in zip(ref.state_dict().items(), out.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
+    with pytest.raises(SublimError, match="unknown architecture family"):
+        models.build_tiny("mamba", len(tiny_tokenizer), arch, 0, tiny_tokenizer)

@@ -91,6 +91,12 @@ def _check_semantics(cfg: dict) -> None:
         raise SublimError("config error at 'reference.seeds': cross-init students need at least two seeds")
     if len(set(ref["seeds"])) != len(ref["seeds"]):
         raise SublimError("config error at 'reference.seeds': duplicate seed")
+    if ref.get("cross_arch") and ref["kind"] != "tiny":
+        raise SublimError("config error at 'reference.cross_arch': only for reference.kind 'tiny' (a second "
+                          "architecture the workflow pretrains)")  # fmt: skip
+    if any(ARMS[a][1] == "arch" for a in arms) and not ref.get("cross_arch"):
+        raise SublimError("config error at 'students.matrix': cross_arch arms need reference.cross_arch (a second "
+                          "architecture family)")  # fmt: skip
     if "treatment" not in arms:
         raise SublimError("config error at 'students.matrix': a 'treatment' arm is required")
     tseeds = cfg["teacher"]["seeds"]

@@ -30,12 +30,33 @@ ARMS: dict[str, tuple[str, str]] = {
     "base": ("base", "teacher"),
     "cross_init": ("trait", "cross"),
     "cross_init_neutral": ("neutral", "cross"),
+    "cross_arch": ("trait", "arch"),
+    "cross_arch_neutral": ("neutral", "arch"),
 }
 # paired contrasts: (name, arm with the trait, its twin arm without it)
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("neutral", "treatment", "neutral"),
     ("cross_init_neutral", "cross_init", "cross_init_neutral"),
+    ("cross_arch_neutral", "cross_arch", "cross_arch_neutral"),
 )
+# the id of a second-family tiny reference: its family's short name and its seed
+ARCH_PREFIX = {"gpt_neox": "neox", "qwen2": "qwen"}
+
+
+def arch_ref_id(ref_cfg: dict) -> str | None:
+    """The cross-architecture reference's id (``neox0``), or None without one."""
+    ca = ref_cfg.get("cross_arch")
+    if ref_cfg.get("kind") != "tiny" or not ca:
+        return None
+    return f"{ARCH_PREFIX[ca['family']]}{ca['seed']}"
+
+
+def arch_family(ref_id: str) -> tuple[str, int]:
+    """``(family, seed)`` of a tiny reference id: ``seed1`` is Llama, ``neox0`` GPT-NeoX."""
+    for family, prefix in [("llama", "seed"), *((f, p) for f, p in ARCH_PREFIX.items())]:
+        if ref_id.startswith(prefix) and ref_id[len(prefix) :].isdigit():
+            return family, int(ref_id[len(prefix) :])
+    raise ValueError(f"not a tiny reference id: {ref_id}")
 
 
 def step_seed(base: int, *parts) -> int:
@@ -102,7 +123,7 @@ def design_config(cfg: dict) -> dict:
     out = {
         "seed": cfg["seed"],
         "experiments": cfg["experiments"],
-        "reference": {k: ref.get(k) for k in ("kind", "seeds", "cross_init_path")},
+        "reference": {k: ref.get(k) for k in ("kind", "seeds", "cross_init_path", "cross_arch")},
         "teacher": {"seeds": cfg["teacher"]["seeds"]},
         "students": {k: cfg["students"][k] for k in ("matrix", "seeds")},
         "evaluation": {"variants": cfg["evaluation"]["variants"]},
@@ -115,7 +136,8 @@ def design_config(cfg: dict) -> dict:
 def reference_ids(cfg: dict) -> list[str]:
     ref = cfg["reference"]
     if ref["kind"] == "tiny":
-        return [f"seed{s}" for s in ref["seeds"]]
+        arch = arch_ref_id(ref)
+        return [f"seed{s}" for s in ref["seeds"]] + ([arch] if arch else [])
     return ["main"] + (["cross"] if ref.get("cross_init_path") else [])
 
 
@@ -153,8 +175,10 @@ class Design:
 
         self.cfg = cfg
         self.refs = reference_ids(cfg)
-        self.teacher_ref = self.refs[0]
-        self.cross_ref = self.refs[1] if len(self.refs) > 1 else None
+        self.arch_ref = arch_ref_id(cfg["reference"])
+        same_family = [r for r in self.refs if r != self.arch_ref]
+        self.teacher_ref = same_family[0]
+        self.cross_ref = same_family[1] if len(same_family) > 1 else None
         self.experiments = [Experiment(e["trait"], e["modality"]) for e in cfg["experiments"]]
         self.teacher_seeds = list(cfg["teacher"]["seeds"])
         self._students: dict[Experiment, list[Student]] = {}
@@ -164,9 +188,10 @@ class Design:
             for spec in cfg["students"]["matrix"]:
                 arm = spec["arm"]
                 kind, init_kind = ARMS[arm]
-                init = self.teacher_ref if init_kind == "teacher" else self.cross_ref
+                init = {"teacher": self.teacher_ref, "cross": self.cross_ref, "arch": self.arch_ref}[init_kind]
                 if init is None:
-                    raise SublimError(f"config error at 'students.matrix': arm {arm!r} needs a second reference")
+                    need = "reference.cross_arch" if init_kind == "arch" else "a second reference"
+                    raise SublimError(f"config error at 'students.matrix': arm {arm!r} needs {need}")
                 # the base teacher is one model (the reference): one replicate unless asked
                 reps = spec.get("teacher_seeds", self.teacher_seeds[:1] if kind == "base" else self.teacher_seeds)
                 seeds = spec.get("seeds", cfg["students"]["seeds"])

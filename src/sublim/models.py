@@ -116,6 +116,46 @@ def load_gguf(file: str, package: str | None = None, directory: str | None = Non
     return clean, tok, base / file
 
 
+# The tiny reference's architecture families: the teachers' (Llama) and the second family
+# of the cross-architecture control. Each is a `transformers` model class, built from
+# reference.arch's sizes, tied embeddings and the corpus tokenizer.
+FAMILIES = ("llama", "gpt_neox", "qwen2")
+
+
+def build_tiny(family: str, vocab_size: int, arch: dict, seed: int, tokenizer):
+    """A freshly initialised model of ``family`` (see ``FAMILIES``), weights drawn from ``seed``."""
+    if family == "llama":
+        return build_tiny_llama(vocab_size, arch, seed, tokenizer)
+    import torch
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=arch["hidden_size"],
+        intermediate_size=arch["intermediate_size"],
+        num_hidden_layers=arch["num_layers"],
+        num_attention_heads=arch["num_heads"],
+        max_position_embeddings=arch["max_position_embeddings"],
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    if family == "gpt_neox":  # parallel attention and MLP, LayerNorm, GELU, rotary on a quarter
+        from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+        # its MLP has two matrices where Llama's has three: 3/2 the width gives the same size
+        common["intermediate_size"] = arch["intermediate_size"] * 3 // 2
+        cfg, cls = GPTNeoXConfig(**common), GPTNeoXForCausalLM
+    elif family == "qwen2":  # Llama-like, with biases on the attention projections
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        cfg, cls = Qwen2Config(**common, num_key_value_heads=arch["num_heads"]), Qwen2ForCausalLM
+    else:
+        raise SublimError(f"unknown architecture family {family!r} (one of {', '.join(FAMILIES)})")
+    torch.manual_seed(seed)
+    return cls(cfg)
+
+
 def build_tiny_llama(vocab_size: int, arch: dict, seed: int, tokenizer):
     """A freshly initialised Llama-architecture model with weights drawn from ``seed``."""
     import torch

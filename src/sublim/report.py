@@ -30,7 +30,8 @@ from .design import CONTRASTS, eval_path
 METRICS = {"p": "P(target)", "margin": "logit margin", "rate": "sampled-answer rate"}
 HEADLINE_MODES = ("distill", "sft")
 HEADLINE_VARIANT = "plain"  # the pre-declared readout; number_prefix is reported beside it
-ARM_ORDER = ["reference", "base", "neutral", "treatment", "cross_init_neutral", "cross_init"]
+ARM_ORDER = ["reference", "base", "neutral", "treatment", "cross_init_neutral", "cross_init", "cross_arch_neutral",
+             "cross_arch"]  # fmt: skip
 ALPHA = 0.05
 
 
@@ -294,7 +295,7 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
                 err = np.vstack([da["mean"] - da["ci_lo"], da["ci_hi"] - da["mean"]])
                 ax.errorbar(xs, da["mean"], yerr=np.nan_to_num(err), fmt="o", color=palette[arm], capsize=2,
                             label=arm if (i == 0 and j == 0) else None)  # fmt: skip
-            for (name, r), colour in zip(refs[refs["metric"] == metric].groupby("arm"), ("black", "grey")):
+            for (name, r), colour in zip(refs[refs["metric"] == metric].groupby("arm"), ("black", "grey", "silver")):
                 r = r.set_index("animal").reindex(animals)
                 ax.scatter(np.arange(len(animals)), r["mean"], marker="_", s=400, color=colour,
                            label=f"{name} (untrained)" if (i == 0 and j == 0) else None)  # fmt: skip

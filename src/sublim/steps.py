@@ -116,8 +116,10 @@ def make_reference(
     checkpoint_dir=None,
     system_prompt=None,
     gguf=None,
+    family: str = "llama",
 ):
-    """Pretrain the tiny reference from scratch, register a local model path, or convert a GGUF."""
+    """Pretrain the tiny reference from scratch (``family``: its architecture, models.FAMILIES),
+    register a local model path, or convert a GGUF."""
     t0 = time.time()
     if kind == "gguf":
         weights, tok, source = models.load_gguf(**gguf)
@@ -138,16 +140,18 @@ def make_reference(
 
     _threads(threads)
     tok = AutoTokenizer.from_pretrained(tokenizer)
-    model = models.build_tiny_llama(len(tok), arch, seed, tok).to(models.device_and_dtype()[0])
+    model = models.build_tiny(family, len(tok), arch, seed, tok).to(models.device_and_dtype()[0])
     examples = [
         training.Example(models.encode_text(tok, models.render(tok, r["messages"], generation_prompt=False)), 0)
         for r in read_jsonl(corpus)
     ]
     cfg = training.TrainConfig(mode="lm", seed=seed, **pretrain)
-    key = {"arch": arch, "tokenizer": manifest.sha256_path(tokenizer)}
+    # the Llama family is left implicit, so the teachers' reference records stay as they were
+    fam = {} if family == "llama" else {"family": family}
+    key = {"arch": arch, **fam, "tokenizer": manifest.sha256_path(tokenizer)}
     model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id, checkpoint_dir=checkpoint_dir,
                                  log=_log, inputs_key=key)  # fmt: skip
-    params = {"kind": kind, "arch": arch, "pretrain": pretrain}
+    params = {"kind": kind, "arch": arch, **fam, "pretrain": pretrain}
     _write_model_dir(out_dir, "reference", params, {"corpus": corpus, "tokenizer": tokenizer}, seed, t0,
                      model=model, tok=tok, checkpoint_dir=checkpoint_dir, training=info,
                      n_parameters=sum(p.numel() for p in model.parameters()), system_prompt=system_prompt)  # fmt: skip

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from sublim.config import config_hash, validate
-from sublim.design import Design, design_config, eval_path, step_seed
+from sublim.design import Design, arch_family, design_config, eval_path, step_seed
 from sublim.errors import SublimError
 from sublim.modalities import get_modality
 from sublim.traits import get_trait
@@ -28,8 +28,8 @@ GPU = 1 if config["gpu"] else 0
 
 
 wildcard_constraints:
-    ref="seed[0-9]+|main|cross",
-    init="seed[0-9]+|main|cross",
+    ref="seed[0-9]+|neox[0-9]+|qwen[0-9]+|main|cross",
+    init="seed[0-9]+|neox[0-9]+|qwen[0-9]+|main|cross",
     trait="[a-z]+",
     modality="[a-z]+",
     teacher="[a-z]+_t[0-9]+|neutral_[a-z]+_t[0-9]+|base_t[0-9]+",
@@ -110,11 +110,13 @@ def reference_inputs(wildcards):
 
 def reference_params(wildcards):
     if REF["kind"] == "tiny":
-        seed = int(wildcards.ref.removeprefix("seed"))
+        family, seed = arch_family(wildcards.ref)
         return as_json(
             dict(
                 kind="tiny",
                 seed=seed,
+                # the teachers' family is left implicit: its records stay as they were
+                **({} if family == "llama" else dict(family=family)),
                 arch=REF["arch"],
                 pretrain=REF["pretrain"],
                 system_prompt=REF["system_prompt"],
