@@ -23,6 +23,7 @@ include: "workflow/rules/mnist.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/icl.smk"
+include: "workflow/rules/cross_model.smk"
 
 
 rule all:
@@ -35,6 +36,7 @@ rule all:
         if config["theory"]["enabled"] and THEORY_EXPS
         else [],
         rules.fig_icl.output.fig if config["icl"]["enabled"] and ICL_EXPS else [],
+        rules.fig_cross_model.input if CROSS_ARCH else [],
     localrule: True
 
 

@@ -98,11 +98,6 @@ def snapshot_repo(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def repo_snapshot():
-    return snapshot_repo
-
-
-@pytest.fixture(scope="session")
 def tests_run(tmp_path_factory):
     """The whole DAG of tests/config.yaml, run by Snakemake in a snapshot of the repository
     with its own Snakefile. The run is first killed mid-way through reference pretraining,

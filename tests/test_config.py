@@ -9,11 +9,32 @@ from sublim.errors import SublimError
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = [ROOT / "config.yaml", ROOT / "tests" / "config.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]
+# overlays refine a complete config (a second --configfile) and are checked on top of it
+OVERLAYS = {"cross-arch.yaml": ROOT / "config.yaml"}
+
+
+def _files(path) -> list:
+    return [OVERLAYS[path.name], path] if path.name in OVERLAYS else [path]
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """Snakemake's rule for a second --configfile: mappings merge, the rest replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def _load(path) -> dict:
+    cfg = {}
+    for f in _files(path):
+        cfg = _merged(cfg, yaml.safe_load(f.read_text()))
+    return cfg
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
 def test_every_preset_validates(path):
-    validate(yaml.safe_load(path.read_text()))
+    validate(_load(path))
 
 
 def _default():
@@ -106,10 +127,10 @@ def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path):
     import subprocess
     import sys
 
-    cfg = validate(yaml.safe_load(path.read_text()))
+    cfg = validate(_load(path))
     res = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-         "-n", "all", "--configfile", str(path)],
+         "-n", "all", "--configfile", *map(str, _files(path))],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]

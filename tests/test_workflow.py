@@ -346,6 +346,29 @@ def test_push_repairs_a_half_written_directory_object(clones):
     assert victim.read_bytes() == good
 
 
+def test_dvc_repro_reruns_a_teachers_chain_to_the_same_bytes(clones):
+    """`dvc repro` as an alternative local executor: remove one teacher and its generations
+    and filtered data from the recorded run; DVC runs exactly that chain again (teacher ->
+    generate -> filter, nothing else) and the weights and data come back byte-identical."""
+    a, _ = clones
+    chain = ["results/animal/teacher/owl_t0", f"{EXP}/generate/owl_t0.jsonl", f"{EXP}/filter/owl_t0.jsonl"]
+    before = tree_hashes(a)
+    untouched = a / "results/animal/teacher/dolphin_t0" / "model.safetensors"
+    mtime = untouched.stat().st_mtime_ns
+    for rel in chain:
+        p = a / rel
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    res = sh(a, "dvc", "repro", "-q", "filter-animal-numbers-owl_t0", check=False, timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    after = tree_hashes(a)
+    # the data and the weights (manifests record times and hosts)
+    redone = {k for k in before if any(k == c or k.startswith(c + "/") for c in chain) and "manifest" not in k}
+    assert redone and {k: after.get(k) for k in redone} == {k: before[k] for k in redone}
+    assert untouched.stat().st_mtime_ns == mtime  # only the chain asked for ran
+    status = sh(a, "dvc", "status", "-q", "filter-animal-numbers-owl_t0", check=False)
+    assert status.returncode == 0, status.stdout
+
+
 def test_checkout_of_an_older_commit_restores_its_artifacts(clones):
     a, _ = clones
     caption = "reports/animal_numbers/plain/caption.md"

@@ -23,7 +23,8 @@ import json
 from .errors import SublimError
 
 # arm -> (teacher kind, initialisation: "teacher" = the teachers' own reference, "cross" =
-# the second reference)
+# the second reference of the same family, "arch" = the reference of another architecture
+# family, reference.cross_arch)
 ARMS: dict[str, tuple[str, str]] = {
     "treatment": ("trait", "teacher"),
     "neutral": ("neutral", "teacher"),

@@ -403,3 +403,8 @@ def icl_params(w):
             seed=seed_of("icl", exp.trait, exp.modality),
         )
     )
+
+
+# --- the cross-model figure (workflow/rules/cross_model.smk)
+# in `all` when the design has students of the second architecture family
+CROSS_ARCH = any(s.arm.startswith("cross_arch") for s in DESIGN.students())
