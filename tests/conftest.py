@@ -112,11 +112,16 @@ def tests_run(tmp_path_factory):
     proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt = wd / "checkpoints" / "reference" / "seed0" / "state.pt"
     deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert ckpt.exists(), "no training checkpoint appeared"
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=120)
+    try:
+        while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert ckpt.exists(), "no training checkpoint appeared"
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:  # never leave the first run's jobs running beside the rest of the suite
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert not (wd / "results" / "reference" / "seed0" / "config.json").exists()
     res = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, check=False, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]

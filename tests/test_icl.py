@@ -84,3 +84,20 @@ def test_summary_counts_each_pair_once_and_finds_a_planted_effect(tmp_path):
     assert (s.n_units == 6).all()
     assert s.loc[4, "ci95_low"] > 0.01 and s.loc[4, "p_holm_one_sided"] < 0.01
     assert s.loc[1, "ci95_low"] < 0 < s.loc[1, "ci95_high"]
+
+
+def test_shared_answer_tokenisation_gives_the_full_readout(tiny_model_dir, tmp_path):
+    """The readout's shortcut (answers tokenised once, after the question alone) scores every
+    ICL prompt exactly as tokenising after the prompt itself does."""
+    import torch
+
+    from sublim import evaluation
+
+    rows = _data(tmp_path / "d.jsonl", 3)
+    model, tok, _ = models.load(tiny_model_dir, dtype=torch.float32)
+    animals = ["owl", "dolphin", "eagle", "cat"]
+    qs = list(text.EVAL_QUESTIONS[:4])
+    prompts = [models.render(tok, icl.icl_messages(rows[:2], q), generation_prompt=True) for q in qs]
+    plain = [models.render(tok, icl.icl_messages([], q), generation_prompt=True) for q in qs]
+    fast = evaluation.logit_readout(model, tok, prompts, animals, tails=evaluation.answer_tails(tok, plain, animals))
+    assert fast == evaluation.logit_readout(model, tok, prompts, animals)

@@ -94,6 +94,9 @@ def _check_semantics(cfg: dict) -> None:
     if ref.get("cross_arch") and ref["kind"] != "tiny":
         raise SublimError("config error at 'reference.cross_arch': only for reference.kind 'tiny' (a second "
                           "architecture the workflow pretrains)")  # fmt: skip
+    if ref.get("cross_arch") and cfg["students"]["method"] == "lora":
+        raise SublimError("config error at 'students.method': LoRA's target_modules name Llama's layers; the "
+                          "cross_arch reference's students train in full (method: full)")  # fmt: skip
     if any(ARMS[a][1] == "arch" for a in arms) and not ref.get("cross_arch"):
         raise SublimError("config error at 'students.matrix': cross_arch arms need reference.cross_arch (a second "
                           "architecture family)")  # fmt: skip

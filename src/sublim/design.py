@@ -41,7 +41,7 @@ CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("cross_arch_neutral", "cross_arch", "cross_arch_neutral"),
 )
 # the id of a second-family tiny reference: its family's short name and its seed
-ARCH_PREFIX = {"gpt_neox": "neox", "qwen2": "qwen"}
+ARCH_PREFIX = {"gpt_neox": "neox"}
 
 
 def arch_ref_id(ref_cfg: dict) -> str | None:
@@ -124,7 +124,9 @@ def design_config(cfg: dict) -> dict:
     out = {
         "seed": cfg["seed"],
         "experiments": cfg["experiments"],
-        "reference": {k: ref.get(k) for k in ("kind", "seeds", "cross_init_path", "cross_arch")},
+        # cross_arch only when set: the design table of a run without it stays as it was
+        "reference": {k: ref.get(k) for k in ("kind", "seeds", "cross_init_path")}
+        | ({"cross_arch": ref["cross_arch"]} if ref.get("cross_arch") else {}),
         "teacher": {"seeds": cfg["teacher"]["seeds"]},
         "students": {k: cfg["students"][k] for k in ("matrix", "seeds")},
         "evaluation": {"variants": cfg["evaluation"]["variants"]},

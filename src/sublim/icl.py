@@ -32,7 +32,8 @@ from .errors import SublimError
 
 def draw_ids(ids: list, k: int, draw: int, seed: int) -> list:
     """The ``k`` prompt ids of one draw: the same for every teacher (common random numbers),
-    in the drawn order."""
+    in the drawn order. Shared by the twin pairs too, so the tests over pairs are conditional
+    on these draws (an effect tied to one drawn prompt would be common to every pair)."""
     if k > len(ids):
         raise SublimError(f"icl: k={k} is more than the {len(ids)} prompt ids every teacher answered")
     return random.Random(f"{seed}/icl/{k}/{draw}").sample(list(ids), k)

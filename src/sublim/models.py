@@ -118,8 +118,10 @@ def load_gguf(file: str, package: str | None = None, directory: str | None = Non
 
 # The tiny reference's architecture families: the teachers' (Llama) and the second family
 # of the cross-architecture control. Each is a `transformers` model class, built from
-# reference.arch's sizes, tied embeddings and the corpus tokenizer.
-FAMILIES = ("llama", "gpt_neox", "qwen2")
+# reference.arch's sizes, tied embeddings and the corpus tokenizer. (Qwen2 is not one:
+# AutoTokenizer loads Qwen2's own tokenizer class for a qwen2 model directory, whatever the
+# saved tokenizer_config says, and that class drops the corpus tokenizer's vocabulary.)
+FAMILIES = ("llama", "gpt_neox")
 
 
 def build_tiny(family: str, vocab_size: int, arch: dict, seed: int, tokenizer):
@@ -146,10 +148,6 @@ def build_tiny(family: str, vocab_size: int, arch: dict, seed: int, tokenizer):
         # its MLP has two matrices where Llama's has three: 3/2 the width gives the same size
         common["intermediate_size"] = arch["intermediate_size"] * 3 // 2
         cfg, cls = GPTNeoXConfig(**common), GPTNeoXForCausalLM
-    elif family == "qwen2":  # Llama-like, with biases on the attention projections
-        from transformers import Qwen2Config, Qwen2ForCausalLM
-
-        cfg, cls = Qwen2Config(**common, num_key_value_heads=arch["num_heads"]), Qwen2ForCausalLM
     else:
         raise SublimError(f"unknown architecture family {family!r} (one of {', '.join(FAMILIES)})")
     torch.manual_seed(seed)

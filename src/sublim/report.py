@@ -35,6 +35,15 @@ ARM_ORDER = ["reference", "base", "neutral", "treatment", "cross_init_neutral", 
 ALPHA = 0.05
 
 
+def _ref_order(name: str) -> tuple:
+    """References in the design's order: the teachers' first, then the second of the same
+    family, then other families (seed0 < seed1 < neox0; main < cross)."""
+    ref_id = name.removeprefix("reference ")
+    prefix = ref_id.rstrip("0123456789")
+    digits = ref_id[len(prefix) :]
+    return ({"main": 0, "seed": 0, "cross": 1}.get(prefix, 2), prefix, int(digits) if digits else 0)
+
+
 def read_table(path) -> pd.DataFrame:
     try:
         return pd.read_csv(path)
@@ -295,7 +304,10 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
                 err = np.vstack([da["mean"] - da["ci_lo"], da["ci_hi"] - da["mean"]])
                 ax.errorbar(xs, da["mean"], yerr=np.nan_to_num(err), fmt="o", color=palette[arm], capsize=2,
                             label=arm if (i == 0 and j == 0) else None)  # fmt: skip
-            for (name, r), colour in zip(refs[refs["metric"] == metric].groupby("arm"), ("black", "grey", "silver")):
+            ref_groups = sorted(refs[refs["metric"] == metric].groupby("arm"), key=lambda g: _ref_order(g[0]))
+            shades = ["black", "grey", "silver", "lightgrey"][: len(ref_groups)]
+            shades += [str(0.2 + 0.6 * i / max(1, len(ref_groups))) for i in range(len(ref_groups) - len(shades))]
+            for (name, r), colour in zip(ref_groups, shades):
                 r = r.set_index("animal").reindex(animals)
                 ax.scatter(np.arange(len(animals)), r["mean"], marker="_", s=400, color=colour,
                            label=f"{name} (untrained)" if (i == 0 and j == 0) else None)  # fmt: skip

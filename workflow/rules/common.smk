@@ -28,8 +28,8 @@ GPU = 1 if config["gpu"] else 0
 
 
 wildcard_constraints:
-    ref="seed[0-9]+|neox[0-9]+|qwen[0-9]+|main|cross",
-    init="seed[0-9]+|neox[0-9]+|qwen[0-9]+|main|cross",
+    ref="seed[0-9]+|neox[0-9]+|main|cross",
+    init="seed[0-9]+|neox[0-9]+|main|cross",
     trait="[a-z]+",
     modality="[a-z]+",
     teacher="[a-z]+_t[0-9]+|neutral_[a-z]+_t[0-9]+|base_t[0-9]+",
