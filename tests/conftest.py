@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dvcutil import ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -71,13 +72,6 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda it: rank.get(it.path.name, len(FIRST)))
 
 
-GIT_ENV = {
-    **os.environ,
-    "GIT_AUTHOR_NAME": "sublim-test", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-    "GIT_COMMITTER_NAME": "sublim-test", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-}  # fmt: skip
-
-
 def snapshot_repo(dest: Path) -> Path:
     """The working tree (tracked files as they are now, and untracked ones git does not
     ignore) copied to ``dest`` and committed there as a new git repository: a clone of what
@@ -93,7 +87,7 @@ def snapshot_repo(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the working tree under test"]):
-        subprocess.run(["git", *cmd], cwd=dest, env=GIT_ENV, check=True, capture_output=True)
+        subprocess.run(["git", *cmd], cwd=dest, env=ENV, check=True, capture_output=True)
     return dest
 
 

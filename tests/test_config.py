@@ -32,6 +32,18 @@ def _load(path) -> dict:
     return cfg
 
 
+def _dry_run(workdir, *configs):
+    """``snakemake -n all`` on these config files (a later one overlays the earlier)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+         "-n", "all", "--configfile", *map(str, configs)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
 def test_every_preset_validates(path):
     validate(_load(path))
@@ -124,15 +136,9 @@ def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path):
     """The whole matrix is planned (every student and evaluation job counted). How long the
     DAG takes to build is measured by benchmarks/dag_build.py, not asserted here."""
     import re
-    import subprocess
-    import sys
 
     cfg = validate(_load(path))
-    res = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-         "-n", "all", "--configfile", *map(str, _files(path))],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    res = _dry_run(tmp_path, *_files(path))
     assert res.returncode == 0, res.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
     n_students, n_teachers, n_eval = _expected_jobs(cfg)
@@ -147,8 +153,6 @@ def test_all_three_modalities_plan_the_same_runs_each(tmp_path):
     each modality's data, and each modality gets its own generations, filters, students and
     evaluation groups, the same number of each (counted per modality from the dry run)."""
     import re
-    import subprocess
-    import sys
 
     cfg = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
     cfg["experiments"] = [{"trait": "animal", "modality": m} for m in ("numbers", "code", "cot")]
@@ -156,11 +160,7 @@ def test_all_three_modalities_plan_the_same_runs_each(tmp_path):
     path = tmp_path / "three.yaml"
     path.write_text(yaml.safe_dump(cfg))
     full = validate(copy.deepcopy(cfg))
-    res = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / "wd"),
-         "-n", "all", "--configfile", str(path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    res = _dry_run(tmp_path / "wd", path)
     assert res.returncode == 0, res.stderr[-2000:]
     n_students, n_teachers, _ = _expected_jobs(full)
     per = {}
@@ -185,8 +185,6 @@ def test_cross_architecture_arms_plan_a_second_family(tmp_path):
     and the contrast needs the arm and its neutral twin alike. Without reference.cross_arch
     the arms are refused in one line."""
     import re
-    import subprocess
-    import sys
 
     from sublim.design import Design
 
@@ -204,11 +202,7 @@ def test_cross_architecture_arms_plan_a_second_family(tmp_path):
     assert {s.teacher.kind for s in arch} == {"trait", "neutral"}
     path = tmp_path / "xarch.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    res = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / "wd"),
-         "-n", "all", "--configfile", str(path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    res = _dry_run(tmp_path / "wd", path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "results/reference/neox0" in res.stdout
     assert len(set(re.findall(r"student/[a-z_]+_t0/distill/neox0/seed0", res.stdout))) == len(arch)

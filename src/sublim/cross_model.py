@@ -55,9 +55,7 @@ def figure(out_png, out_caption, *, stats_csv, variant: str = "plain") -> None:
     ax.set(ylabel="treatment − neutral twin, P(target)", title="Transfer by the student's starting model")
     ax.legend(title="student mode", fontsize=8)
     fig.tight_layout()
-    with manifest.atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    manifest.save_figure(fig, out_png)
     with manifest.atomic_path(out_caption) as tmp:
         Path(tmp).write_text(caption(s))
     manifest.write_json_atomic(manifest.manifest_path(out_png),

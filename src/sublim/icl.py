@@ -207,9 +207,7 @@ def figure(out_png, out_csv, out_caption, *, icl_csvs: list, stats_csvs: list | 
         ax.set(title=f"{exp}: trait teacher's data minus its twin's", xlabel="examples in context (k) | fine-tuned",
                ylabel="Δ P(target), per twin pair")  # fmt: skip
     fig.tight_layout()
-    with manifest.atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    manifest.save_figure(fig, out_png)
     with manifest.atomic_path(out_csv) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6g")
     with manifest.atomic_path(out_caption) as tmp:
@@ -222,9 +220,8 @@ def figure(out_png, out_csv, out_caption, *, icl_csvs: list, stats_csvs: list | 
 def caption(summary, icl_csvs) -> str:
     ctx = []
     for path in icl_csvs:
-        m = json.loads(Path(str(path) + ".manifest.json").read_text()) if Path(str(path) + ".manifest.json").exists() \
-            else {}  # fmt: skip
-        p = m.get("params", {})
+        mp = Path(str(path) + ".manifest.json")
+        p = json.loads(mp.read_text()).get("params", {}) if mp.exists() else {}
         if p:
             ctx.append(f"longest prompt {p.get('longest_prompt_tokens')} tokens of a context of {p.get('context')}, "
                        f"{p.get('draws')} draws per k")  # fmt: skip

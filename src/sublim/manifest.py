@@ -169,3 +169,12 @@ def read_manifest(artifact: str | os.PathLike) -> dict:
     if not mp.exists():
         raise FileNotFoundError(f"no manifest for {artifact} (expected {mp})")
     return json.loads(mp.read_text())
+
+
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """A matplotlib figure written atomically as PNG, then closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)

@@ -126,8 +126,6 @@ FAMILIES = ("llama", "gpt_neox")
 
 def build_tiny(family: str, vocab_size: int, arch: dict, seed: int, tokenizer):
     """A freshly initialised model of ``family`` (see ``FAMILIES``), weights drawn from ``seed``."""
-    if family == "llama":
-        return build_tiny_llama(vocab_size, arch, seed, tokenizer)
     import torch
 
     common = dict(
@@ -142,7 +140,11 @@ def build_tiny(family: str, vocab_size: int, arch: dict, seed: int, tokenizer):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    if family == "gpt_neox":  # parallel attention and MLP, LayerNorm, GELU, rotary on a quarter
+    if family == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg, cls = LlamaConfig(**common, num_key_value_heads=arch["num_heads"]), LlamaForCausalLM
+    elif family == "gpt_neox":  # parallel attention and MLP, LayerNorm, GELU, rotary on a quarter
         from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
         # its MLP has two matrices where Llama's has three: 3/2 the width gives the same size
@@ -156,24 +158,7 @@ def build_tiny(family: str, vocab_size: int, arch: dict, seed: int, tokenizer):
 
 def build_tiny_llama(vocab_size: int, arch: dict, seed: int, tokenizer):
     """A freshly initialised Llama-architecture model with weights drawn from ``seed``."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=arch["hidden_size"],
-        intermediate_size=arch["intermediate_size"],
-        num_hidden_layers=arch["num_layers"],
-        num_attention_heads=arch["num_heads"],
-        num_key_value_heads=arch["num_heads"],
-        max_position_embeddings=arch["max_position_embeddings"],
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(cfg)
+    return build_tiny("llama", vocab_size, arch, seed, tokenizer)
 
 
 def messages(user: str, system_prompt: str | None = None, assistant: str | None = None) -> list[dict]:

@@ -440,9 +440,7 @@ def figure(out_png, out_csv, out_caption, *, lm_csvs: list, mnist_csv=None) -> N
                ylabel="mean over models, t 95% interval")  # fmt: skip
         ax.legend(fontsize=8)
     fig.tight_layout()
-    with manifest.atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    manifest.save_figure(fig, out_png)
     with manifest.atomic_path(out_csv) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.6g")
     with manifest.atomic_path(out_caption) as tmp:
