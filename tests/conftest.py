@@ -102,7 +102,9 @@ def tests_run(tmp_path_factory):
     import time
 
     wd = snapshot_repo(tmp_path_factory.mktemp("tests_run") / "A")
-    cmd = [PYTHON, "-m", "snakemake", "-c2", "all", "--configfile", "tests/config.yaml"]
+    # as run.sh runs it: the jobs in a warm interpreter (sublim warm)
+    cmd = [PYTHON, "-m", "sublim.cli", "warm", "--", PYTHON, "-m", "snakemake", "-c2", "all", "--configfile",
+           "tests/config.yaml"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt = wd / "checkpoints" / "reference" / "seed0" / "state.pt"
     deadline = time.time() + 300

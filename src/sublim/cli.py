@@ -136,6 +136,13 @@ def cmd_pull(a) -> None:
     print("pulled: artifacts restored from the DVC remote and marked up to date for Snakemake", file=sys.stderr)
 
 
+def cmd_warm(a) -> None:
+    from . import warm
+
+    cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
+    sys.exit(warm.run(cmd))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="sublim", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -184,6 +191,12 @@ def main(argv=None) -> None:
     p.add_argument("--configfile", help="the preset the run used (default: config.yaml)")
     p.add_argument("--root", default=".")
     p.set_defaults(fn=cmd_touch)
+    p = sub.add_parser(
+        "warm",
+        help="run CMD (e.g. snakemake -c2 all) with a warm interpreter for its jobs: torch imported once",
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    p.set_defaults(fn=cmd_warm)
     a = ap.parse_args(argv)
     try:
         a.fn(a)

@@ -29,9 +29,16 @@ def main(fn, *, uses: tuple[str, ...] = ()) -> None:
     """Run a step: a ``SublimError`` becomes one line on stderr and exit code 1. The packages
     of ``UNUSED`` that the step does not declare in ``uses`` are hidden (``None`` in
     ``sys.modules``: Python's own way to block an import), so libraries that probe for them
-    skip them; importing one in such a step fails loudly, never silently."""
+    skip them; importing one in such a step fails loudly, never silently.
+
+    Under ``sublim warm`` (``SUBLIM_WARM`` set) the step runs in the warm server's forked
+    child (``sublim.warm``) and this process waits for it and leaves with its status."""
+    from . import warm
     from .errors import SublimError
 
+    status = warm.delegate()  # under `sublim warm`: run in its warm interpreter instead
+    if status is not None:
+        warm.exit_like(status)
     for name in UNUSED:
         if name not in uses and name not in sys.modules:
             sys.modules[name] = None

@@ -1,0 +1,125 @@
+"""`sublim warm`: a step run in the warm server's forked child writes the same bytes as the
+same step run in its own process, exits with the same status, and dies of the same signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sublim import warm
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "workflow" / "scripts"
+PY = sys.executable
+pytestmark = pytest.mark.skipif(not warm.supported(), reason="needs fork and AF_UNIX descriptor passing")
+
+CORPUS = {"max_count": 10, "mix": {"animals": 0.15, "filler": 0.15, "numbers": 0.7}, "n": 1000, "seed": 7}
+REFERENCE = {
+    "arch": {"hidden_size": 32, "intermediate_size": 64, "max_position_embeddings": 256, "num_heads": 2,
+             "num_layers": 2},
+    "kind": "tiny",
+    "pretrain": {"batch_size": 16, "checkpoint_every": 5, "epochs": 1, "lr": 0.003, "warmup_steps": 2,
+                 "weight_decay": 0.0},
+    "seed": 0,
+    "system_prompt": None,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A warm server as ``sublim warm`` starts it; its socket path."""
+    d = tmp_path_factory.mktemp("warm")
+    path = str(d / "sock")
+    r, w = os.pipe()
+    proc = subprocess.Popen([PY, "-m", "sublim.warm", "serve", path, str(w)], pass_fds=(w,))
+    os.close(w)
+    with os.fdopen(r) as f:
+        assert f.readline().strip() == "ready"
+    yield path
+    proc.terminate()
+    assert proc.wait(timeout=60) == 0
+    assert not os.path.exists(path), "the server left its socket behind"
+
+
+def steps(wd: Path, env: dict) -> None:
+    """The corpus and a few steps of tiny-model pretraining, as the workflow runs them."""
+    wd.mkdir()
+    env = {**env, "OMP_NUM_THREADS": "1"}
+    for args in (
+        ["corpus.py", "--out-corpus", "corpus.jsonl", "--out-tokenizer", "tok", "--params", json.dumps(CORPUS)],
+        ["reference.py", "--corpus", "corpus.jsonl", "--tokenizer", "tok", "--out", "ref", "--threads", "1",
+         "--params", json.dumps(REFERENCE)],
+    ):  # fmt: skip
+        subprocess.run([PY, SCRIPTS / args[0], *args[1:]], cwd=wd, env=env, check=True, capture_output=True)
+
+
+def test_a_step_in_the_warm_server_writes_the_same_bytes(server, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != warm.ENV}
+    steps(tmp_path / "cold", env)
+    steps(tmp_path / "warm", {**env, warm.ENV: server})
+    for name in ("corpus.jsonl", "ref/model.safetensors", "ref/config.json", "tok/tokenizer.json"):
+        assert (tmp_path / "cold" / name).read_bytes() == (tmp_path / "warm" / name).read_bytes(), name
+
+
+PROBE = """
+import os, sys, time
+from sublim import script
+def run():
+    print("pid", os.getpid(), "cwd", os.getcwd(), "argv", sys.argv[1:], "env", os.environ.get("PROBE"), flush=True)
+    print("to stderr", file=sys.stderr, flush=True)
+    if sys.argv[1] == "sleep":
+        open("started", "w").close()
+        time.sleep(60)
+    sys.exit(int(sys.argv[1]) if sys.argv[1].isdigit() else 0)
+script.main(run)
+"""
+
+
+def test_the_child_is_the_script_its_streams_status_and_directory(server, tmp_path):
+    (tmp_path / "probe.py").write_text(PROBE)
+    env = {**os.environ, warm.ENV: server, "PROBE": "x"}
+    res = subprocess.run([PY, "probe.py", "5"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert res.returncode == 5
+    assert f"cwd {tmp_path} argv ['5'] env x" in res.stdout
+    assert res.stderr == "to stderr\n"
+    child_pid = int(res.stdout.split()[1])
+    assert child_pid != os.getpid()
+
+
+def test_without_a_server_the_script_runs_in_its_own_process(tmp_path):
+    (tmp_path / "probe.py").write_text(PROBE)
+    env = {**os.environ, warm.ENV: str(tmp_path / "no-such-socket")}
+    res = subprocess.run([PY, "probe.py", "0"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert res.returncode == 0 and "env None" in res.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_signal_to_the_script_reaches_the_child(server, tmp_path, sig):
+    (tmp_path / "probe.py").write_text(PROBE)
+    env = {**os.environ, warm.ENV: server}
+    proc = subprocess.Popen([PY, "probe.py", "sleep"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (tmp_path / "started").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    child = int(proc.stdout.readline().split()[1])
+    proc.send_signal(sig)
+    assert proc.wait(timeout=30) == -sig  # the script's process dies of the same signal
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        # a zombie until the server reaps it: alive for kill(0), gone from /proc's state
+        if Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"the child {child} outlived its script's process")
