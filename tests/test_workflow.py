@@ -21,16 +21,20 @@ from dvcutil import ENV, TESTCFG, sh, tree_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+WARM = [sys.executable, "-m", "sublim.cli", "warm", "--"]  # for commands that run jobs, as run.sh does
 TEST_CONFIG = ROOT / "tests" / "config.yaml"
 
 
-def smk(workdir, *args, check=True, **kw):
+def smk(workdir, *args, check=True, warm=False, **kw):
     """Snakemake in ``workdir``: with its own Snakefile and config when it is a snapshot of
-    the repository (the shared run), else with this checkout's."""
+    the repository (the shared run), else with this checkout's; under ``sublim warm`` when
+    ``warm`` (commands that run jobs)."""
     own = (Path(workdir) / "Snakefile").exists()
     snakefile = Path(workdir) / "Snakefile" if own else ROOT / "Snakefile"
     config = Path(workdir) / "tests" / "config.yaml" if own else TEST_CONFIG
     cmd = [*SNAKEMAKE[:-1], str(snakefile), "--directory", str(workdir), *args, "--configfile", str(config)]
+    if warm:
+        cmd = WARM + cmd
     return subprocess.run(cmd, capture_output=True, text=True, check=check, **kw)
 
 
@@ -100,7 +104,7 @@ def test_every_artifact_has_a_manifest(run):
 def test_filtered_data_is_byte_identical_on_rerun(run):
     before = {p: sha(p) for p in run.glob(f"{EXP}/generate/*.jsonl")}
     before |= {p: sha(p) for p in run.glob(f"{EXP}/filter/*.jsonl")}
-    smk(run, "-c2", "--forcerun", "generate", "--until", "filter", timeout=600)
+    smk(run, "-c2", "--forcerun", "generate", "--until", "filter", timeout=600, warm=True)
     after = {p: sha(p) for p in before}
     assert before == after
 
@@ -358,7 +362,7 @@ def test_dvc_repro_reruns_a_teachers_chain_to_the_same_bytes(clones):
     for rel in chain:
         p = a / rel
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-    res = sh(a, "dvc", "repro", "-q", "filter-animal-numbers-owl_t0", check=False, timeout=900)
+    res = sh(a, *WARM, "dvc", "repro", "-q", "filter-animal-numbers-owl_t0", check=False, timeout=900)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     after = tree_hashes(a)
     # the data and the weights (manifests record times and hosts)
@@ -382,7 +386,7 @@ def test_checkout_of_an_older_commit_restores_its_artifacts(clones):
     cfg = a / RUNCFG
     assert "name: tests\n" in cfg.read_text()
     cfg.write_text(cfg.read_text().replace("name: tests", "name: tests-renamed"))
-    sh(a, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", RUNCFG, timeout=600)
+    sh(a, *WARM, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", RUNCFG, timeout=600)
     sh(a, "sublim", "record", "--configfile", RUNCFG)
     sh(a, "git", "add", "-A")
     sh(a, "git", "commit", "-qm", "renamed config")

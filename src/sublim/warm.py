@@ -20,7 +20,8 @@ as torch does at import), no random state that a step relies on (every step seed
 
 Signals: the script's process forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the child, so
 a training step checkpoints as it would when killed directly; if that process is killed
-outright (SIGKILL), the child is killed the same way. Snakemake sees one process that exits
+outright (SIGKILL), the server sees its connection close and kills the child the same way
+(the child runs no thread of sublim's: the step's process is the script's alone). Snakemake sees one process that exits
 with the step's status, or dies of the step's signal.
 
 Not used (the script runs in its own process as before) when ``SUBLIM_WARM`` is unset, inside
@@ -154,10 +155,10 @@ def exit_like(status: int) -> None:
 def _child(conn: socket.socket, req: dict, fds: list[int]) -> None:
     """In the forked child: become ``python SCRIPT ARGS`` and never return."""
     import runpy
-    import threading
 
     status = 1
     try:
+        conn.close()  # the server watches the script's process; the child holds no socket
         os.setpgid(0, 0)  # the terminal's signals reach it through the script's process only
         for name in FORWARDED:
             signal.signal(getattr(signal, name), signal.SIG_DFL)
@@ -179,15 +180,6 @@ def _child(conn: socket.socket, req: dict, fds: list[int]) -> None:
         if os.environ.get("OMP_NUM_THREADS", "").isdigit():
             torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-        def watch():  # the script's process is gone (killed outright): go the same way
-            try:
-                while conn.recv(1):
-                    pass
-            except OSError:
-                pass
-            os.kill(os.getpid(), signal.SIGKILL)
-
-        threading.Thread(target=watch, daemon=True).start()
         try:
             runpy.run_path(script, run_name="__main__")
             status = 0
@@ -223,6 +215,17 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
     let the children already running finish, report them, and exit."""
     import selectors
 
+    stopping = []
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C is for the jobs
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    # listen first, then import: a job that arrives meanwhile waits in the queue for the
+    # imports it would otherwise make itself, and the command starts at once
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(path)
+    lsock.listen(64)
+    if ready_fd is not None:
+        os.write(ready_fd, b"ready\n")
+        os.close(ready_fd)
     hidden = "sklearn" not in sys.modules  # as sublim.script.main hides it from transformers
     if hidden:
         sys.modules["sklearn"] = None
@@ -230,26 +233,30 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
         exec(line, {})
     if hidden:
         del sys.modules["sklearn"]
-    stopping = []
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C is for the jobs
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    lsock.bind(path)
-    lsock.listen(64)
     sel = selectors.DefaultSelector()
     sel.register(lsock, selectors.EVENT_READ)
     listening = True
     children: dict[int, socket.socket] = {}
-    if ready_fd is not None:
-        os.write(ready_fd, b"ready\n")
-        os.close(ready_fd)
     while listening or children:
         if stopping and listening:
             sel.unregister(lsock)
             lsock.close()
             os.unlink(path)
             listening = False
-        for _ in sel.select(timeout=0.05) if listening else ():
+        for key, _ in sel.select(timeout=0.05):
+            if key.fileobj is not lsock:  # a running job's script process: EOF means it is gone
+                pid = key.data
+                try:
+                    gone = not key.fileobj.recv(1)
+                except OSError:
+                    gone = True
+                if gone:  # killed outright (SIGKILL): its child goes the same way
+                    sel.unregister(key.fileobj)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                continue
             conn, _addr = lsock.accept()
             try:
                 req, fds = _recv(conn, with_fds=3)
@@ -276,10 +283,7 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
                 _send(conn, {"pid": pid})
             except OSError:
                 pass
-        if not listening and children:
-            import time
-
-            time.sleep(0.05)
+            sel.register(conn, selectors.EVENT_READ, pid)
         while children:
             try:
                 pid, wstatus = os.waitpid(-1, os.WNOHANG)
@@ -291,6 +295,10 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
             conn = children.pop(pid, None)
             if conn is None:
                 continue
+            try:
+                sel.unregister(conn)
+            except KeyError:  # unregistered when its script's process went away
+                pass
             status = -os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else os.WEXITSTATUS(wstatus)
             try:
                 _send(conn, {"status": status})
