@@ -59,9 +59,10 @@ def main() -> None:
     os.close(w)
     with os.fdopen(r) as f:
         assert f.readline().strip() == "ready"
-    server_start = time.perf_counter() - t0
     cold = {k: v for k, v in os.environ.items() if k != warm.ENV}
     hot = {**cold, warm.ENV: sock}
+    once([step], hot)  # the first job waits for the server's own imports
+    server_start = time.perf_counter() - t0
     sides = {
         "imports, transformers sees scikit-learn": (["-c", IMPORTS], cold),
         "imports, scikit-learn hidden": (["-c", "import sys; sys.modules['sklearn'] = None; " + IMPORTS], cold),
@@ -88,7 +89,7 @@ def main() -> None:
     print(
         f"sublim warm: a job starts in {med[names[3]]:.2f} s instead of {med[names[2]]:.2f} s, "
         f"{med[names[2]] / med[names[3]]:.1f}x (saves {med[names[2]] - med[names[3]]:.2f} s per job; "
-        f"the server itself started in {server_start:.2f} s, once per run)"
+        f"the server's start and imports, once per run, and the first job: {server_start:.2f} s)"
     )
 
 

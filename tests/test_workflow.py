@@ -362,7 +362,7 @@ def test_dvc_repro_reruns_a_teachers_chain_to_the_same_bytes(clones):
     for rel in chain:
         p = a / rel
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-    res = sh(a, *WARM, "dvc", "repro", "-q", "filter-animal-numbers-owl_t0", check=False, timeout=900)
+    res = sh(a, "dvc", "repro", "-q", "filter-animal-numbers-owl_t0", check=False, timeout=900)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     after = tree_hashes(a)
     # the data and the weights (manifests record times and hosts)
@@ -386,7 +386,7 @@ def test_checkout_of_an_older_commit_restores_its_artifacts(clones):
     cfg = a / RUNCFG
     assert "name: tests\n" in cfg.read_text()
     cfg.write_text(cfg.read_text().replace("name: tests", "name: tests-renamed"))
-    sh(a, *WARM, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", RUNCFG, timeout=600)
+    sh(a, sys.executable, "-m", "snakemake", "-c2", "all", "--configfile", RUNCFG, timeout=600)
     sh(a, "sublim", "record", "--configfile", RUNCFG)
     sh(a, "git", "add", "-A")
     sh(a, "git", "commit", "-qm", "renamed config")

@@ -41,6 +41,7 @@ import sys
 
 ENV = "SUBLIM_WARM"
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # what the server imports before it accepts a job: what nearly every step imports
 PRELOAD = (
     "import numpy, torch, safetensors.torch, tqdm",
@@ -177,8 +178,9 @@ def _child(conn: socket.socket, req: dict, fds: list[int]) -> None:
             del sys.modules[name]
         import torch
 
-        if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        # what torch does at import: OMP_NUM_THREADS, else one thread per usable CPU
+        n = os.environ.get("OMP_NUM_THREADS", "")
+        torch.set_num_threads(int(n) if n.isdigit() and int(n) > 0 else len(os.sched_getaffinity(0)))
 
         try:
             runpy.run_path(script, run_name="__main__")
@@ -226,6 +228,13 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
     if ready_fd is not None:
         os.write(ready_fd, b"ready\n")
         os.close(ready_fd)
+    # the thread libraries (OpenMP, MKL) read these once, when torch loads them: load them
+    # as a one-thread job (the default's) does; each child then sets its own job's count.
+    # (benchmarks/warm_ab.py --with-unset compares a server loaded without them: no
+    # difference beyond this machine's noise in session 10)
+    if os.environ.get("SUBLIM_WARM_THREAD_VARS") != "keep":  # "keep": for that benchmark only
+        for var in THREAD_VARS:
+            os.environ[var] = "1"
     hidden = "sklearn" not in sys.modules  # as sublim.script.main hides it from transformers
     if hidden:
         sys.modules["sklearn"] = None
