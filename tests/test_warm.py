@@ -93,6 +93,32 @@ def test_the_child_is_the_script_its_streams_status_and_directory(server, tmp_pa
     assert child_pid != os.getpid()
 
 
+@pytest.mark.parametrize("code, want", [("sys.exit(-1)", 255), ("os.kill(os.getpid(), 9)", -9)])
+def test_exit_codes_and_deaths_are_mirrored(server, tmp_path, code, want):
+    (tmp_path / "die.py").write_text(f"import os, sys\nfrom sublim import script\nscript.main(lambda: {code})\n")
+    env = {**os.environ, warm.ENV: server}
+    res = subprocess.run([PY, "die.py"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    cold = subprocess.run([PY, "die.py"], cwd=tmp_path, capture_output=True, text=True, check=False,
+                          env={k: v for k, v in env.items() if k != warm.ENV})  # fmt: skip
+    assert res.returncode == cold.returncode == want, res.stderr
+
+
+def test_a_stalled_client_holds_the_server_up_only_until_its_timeout(server, tmp_path):
+    import socket
+
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stalled.connect(server)
+    stalled.sendall(b"\x00\x00")  # half a header, then nothing
+    try:
+        (tmp_path / "probe.py").write_text(PROBE)
+        env = {**os.environ, warm.ENV: server, "PROBE": "y"}
+        res = subprocess.run([PY, "probe.py", "0"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             check=False, timeout=60)  # fmt: skip
+        assert res.returncode == 0 and "env y" in res.stdout
+    finally:
+        stalled.close()
+
+
 def test_without_a_server_the_script_runs_in_its_own_process(tmp_path):
     (tmp_path / "probe.py").write_text(PROBE)
     env = {**os.environ, warm.ENV: str(tmp_path / "no-such-socket")}
@@ -118,7 +144,10 @@ def test_a_signal_to_the_script_reaches_the_child(server, tmp_path, sig):
         except ProcessLookupError:
             break
         # a zombie until the server reaps it: alive for kill(0), gone from /proc's state
-        if Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0] == "Z":
+        try:
+            if Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                break
+        except FileNotFoundError:  # reaped meanwhile
             break
         time.sleep(0.05)
     else:

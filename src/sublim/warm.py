@@ -41,6 +41,7 @@ import sys
 
 ENV = "SUBLIM_WARM"
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+MAX_MESSAGE = 64 << 20  # a request: command line and environment
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # what the server imports before it accepts a job: what nearly every step imports
 PRELOAD = (
@@ -48,6 +49,10 @@ PRELOAD = (
     "from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM, GPTNeoXForCausalLM, "
     "PreTrainedTokenizerFast",
 )
+
+
+def _forwarded() -> set:
+    return {getattr(signal, name) for name in FORWARDED}
 
 
 def supported() -> bool:
@@ -88,8 +93,16 @@ def _recv(sock: socket.socket, with_fds: int = 0):
         for fd in fds:
             os.close(fd)
         return None if not with_fds else (None, [])
-    data = _recv_exact(sock, struct.unpack("!I", head)[0])
-    obj = json.loads(data) if data is not None else None
+    try:
+        size = struct.unpack("!I", head)[0]
+        if size > MAX_MESSAGE:
+            raise ValueError(f"message of {size} bytes")
+        data = _recv_exact(sock, size)
+        obj = json.loads(data) if data is not None else None
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
     return (obj, fds) if with_fds else obj
 
 
@@ -132,7 +145,13 @@ def delegate(argv: list[str] | None = None) -> int | None:
     except OSError:
         done = None
     sock.close()
+    for name in FORWARDED:  # the child is gone: its pid may be reused
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
     if not done:
+        try:  # the server died: its child must not run on unwatched
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         print(f"error: the warm server ({path}) went away while it ran {script}", file=sys.stderr)
         return 1
     return done["status"]
@@ -144,7 +163,10 @@ def exit_like(status: int) -> None:
     sys.stderr.flush()
     if status < 0:
         signum = -status
-        signal.signal(signum, signal.SIG_DFL)
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL and SIGSTOP take no handler
+            pass
         os.kill(os.getpid(), signum)
         os._exit(128 + signum)  # not reached for a fatal signal
     os._exit(status)
@@ -160,11 +182,12 @@ def _child(conn: socket.socket, req: dict, fds: list[int]) -> None:
     status = 1
     try:
         conn.close()  # the server watches the script's process; the child holds no socket
-        os.setpgid(0, 0)  # the terminal's signals reach it through the script's process only
+        os.setsid()  # the terminal's signals reach it through the script's process only
         for name in FORWARDED:
             signal.signal(getattr(signal, name), signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _forwarded())  # blocked across the fork
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -190,7 +213,7 @@ def _child(conn: socket.socket, req: dict, fds: list[int]) -> None:
             if code is None:
                 status = 0
             elif isinstance(code, int):
-                status = code
+                status = code & 0xFF  # as the interpreter reports it
             else:
                 print(code, file=sys.stderr)
                 status = 1
@@ -266,11 +289,16 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
                     except ProcessLookupError:
                         pass
                 continue
-            conn, _addr = lsock.accept()
+            try:
+                conn, _addr = lsock.accept()
+            except OSError:
+                continue
+            conn.settimeout(10)  # a client that stalls mid-request must not stall the others
             try:
                 req, fds = _recv(conn, with_fds=3)
-            except (OSError, ValueError):
+            except (OSError, ValueError, MemoryError):
                 req, fds = None, []
+            conn.settimeout(None)
             if req is None or len(fds) != 3:
                 for fd in fds:
                     os.close(fd)
@@ -278,13 +306,22 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
                 continue
             sys.stdout.flush()
             sys.stderr.flush()
-            pid = os.fork()
+            signal.pthread_sigmask(signal.SIG_BLOCK, _forwarded())  # none lost before the child's handlers
+            try:
+                pid = os.fork()
+            except OSError:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _forwarded())
+                for fd in fds:
+                    os.close(fd)
+                conn.close()  # the script runs in its own process instead
+                continue
             if pid == 0:
                 sel.close()
                 lsock.close()
                 for other in children.values():
                     other.close()
                 _child(conn, req, fds)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _forwarded())
             for fd in fds:
                 os.close(fd)
             children[pid] = conn
@@ -339,7 +376,13 @@ def run(cmd: list[str]) -> int:
             env[ENV] = path
         else:
             print("sublim warm: the server did not start; running without it", file=sys.stderr)
-    proc = subprocess.Popen(cmd, env=env)
+    try:
+        proc = subprocess.Popen(cmd, env=env)
+    except OSError as e:
+        if server is not None:
+            server.terminate()
+            server.wait()
+        raise SystemExit(f"sublim warm: cannot run {cmd[0]}: {e.strerror}") from None
 
     def forward(signum, _frame):
         try:
