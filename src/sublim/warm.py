@@ -226,6 +226,9 @@ def _child(conn: socket.socket, req: dict, fds: list[int]) -> None:
             status = 1
     finally:
         try:
+            import atexit
+
+            atexit._run_exitfuncs()  # as the interpreter's own exit would (os._exit skips them)
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
