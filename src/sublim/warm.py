@@ -21,8 +21,8 @@ as torch does at import), no random state that a step relies on (every step seed
 Signals: the script's process forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the child, so
 a training step checkpoints as it would when killed directly; if that process is killed
 outright (SIGKILL), the server sees its connection close and kills the child the same way
-(the child runs no thread of sublim's: the step's process is the script's alone). Snakemake sees one process that exits
-with the step's status, or dies of the step's signal.
+(the child runs no thread of sublim's: the step's process is the script's alone). Snakemake
+sees one process that exits with the step's status, or dies of the step's signal.
 
 Not used (the script runs in its own process as before) when ``SUBLIM_WARM`` is unset, inside
 a Slurm job (``SLURM_JOB_ID``: the job's cgroup and resources are the scheduler's), on a
@@ -158,7 +158,7 @@ def delegate(argv: list[str] | None = None) -> int | None:
 
 
 def exit_like(status: int) -> None:
-    """Leave this process the way the child left: its exit code, or death by its signal."""
+    """Leave this process with ``status``: an exit code, or (negative) death by that signal."""
     sys.stdout.flush()
     sys.stderr.flush()
     if status < 0:
@@ -169,7 +169,7 @@ def exit_like(status: int) -> None:
             pass
         os.kill(os.getpid(), signum)
         os._exit(128 + signum)  # not reached for a fatal signal
-    os._exit(status)
+    os._exit(status & 0xFF)
 
 
 # ------------------------------------------------------------------------ the server
@@ -229,13 +229,8 @@ def _child(conn: socket.socket, req: dict, fds: list[int]) -> None:
             import atexit
 
             atexit._run_exitfuncs()  # as the interpreter's own exit would (os._exit skips them)
-            sys.stdout.flush()
-            sys.stderr.flush()
         finally:
-            if status < 0:
-                signal.signal(-status, signal.SIG_DFL)
-                os.kill(os.getpid(), -status)
-            os._exit(status & 0xFF)
+            exit_like(status)
 
 
 def serve(path: str, *, ready_fd: int | None = None) -> None:
