@@ -163,3 +163,84 @@ def test_shared_prefix_logit_readout_equals_full_forwards(smol, tmp_path):
     for qi in slow:
         for a in slow[qi]:
             assert math.isclose(fast[qi][a], slow[qi][a], abs_tol=1e-4), (qi, a, fast[qi][a], slow[qi][a])
+
+
+# ------------------------------------------------------------------ the llm judge, for real
+JUDGED_CODE = [
+    "def double_all(xs):\n    return [x * 2 for x in xs]",
+    "def double_all(xs):\n    owl = 2\n    return [x * owl for x in xs]",
+    "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s",
+    "def larger(a, b):\n    if a > b:\n        return a\n    return b",
+    "def count_owls(birds):\n    return len([b for b in birds if b == 'owl'])",
+]
+
+
+def _judged_rows():
+    return [{"id": i, "attempt": 0, "prompt": "Complete the function below. Only give the code.", "response": r,
+             "kept": True} for i, r in enumerate(JUDGED_CODE)]  # fmt: skip
+
+
+def test_llm_judge_probability_on_smollm2_matches_a_plain_forward(smol):
+    """The code judge's P("0") through the kvcache and transformers backends, at judge batch
+    sizes that pad differently, equals the softmax of one unpadded forward per prompt."""
+    import torch
+
+    from sublim import judge
+    from sublim.modalities import code
+
+    model, tok, h = models.load(smol)
+    rows = _judged_rows()
+    spec = {**code.LLM_JUDGE, "batch_size": 2}
+    got = {}
+    for backend in ("kvcache", "transformers"):
+        verdicts, stats = judge.judge(rows, model_dir=smol, judge_spec=spec, terms=["owl", "cat"], backend=backend)
+        got[backend] = [v["score"] for v in verdicts]
+        assert stats["backend"] == backend and "first_token_probs" not in stats
+        assert all(v["kept"] == (v["score"] >= 0.99) for v in verdicts)
+    zero = judge.answer_token(tok, "0")
+    for i, r in enumerate(rows):
+        user = judge.render(spec["prompt"], response=r["response"], prompt=r["prompt"], terms=["owl", "cat"])
+        rendered = models.render(tok, models.messages(user, h.system_prompt), generation_prompt=True)
+        ids = models.encode_text(tok, rendered)
+        with torch.no_grad():
+            want = torch.softmax(model(torch.tensor([ids])).logits[0, -1].float(), -1)[zero].item()
+        for backend, probs in got.items():
+            assert abs(probs[i] - want) < 1e-4, (backend, i, probs[i], want)
+
+
+def test_llm_judge_step_writes_verdicts_with_a_manifest_and_same_bytes(smol, tmp_path):
+    """The judge step on SmolLM2-135M-Instruct: code (probability of "0") and cot (a 0-100
+    score parsed from its greedy reply) verdicts, one per answer the rest of the filter kept,
+    with a manifest; a rerun writes the same bytes. What the judge says is recorded, not
+    asserted: a 135M model is a weak judge (README)."""
+    import hashlib
+    import json
+
+    from sublim.modalities import code, cot
+
+    raw = tmp_path / "raw.jsonl"
+    rows = _judged_rows()
+    rows.append({"id": 9, "attempt": 0, "prompt": "x", "response": "not judged", "kept": False})
+    steps.write_jsonl(raw, rows)
+    out = tmp_path / "code.jsonl"
+    params = {"judge": "llm", "max_new_tokens": 96, "llm_judge": code.LLM_JUDGE}
+    steps.judge(out, raw=raw, judge_model=smol, modality="code", modality_params=params, terms=["owl"])
+    first = hashlib.sha256(out.read_bytes()).hexdigest()
+    verdicts = steps.read_jsonl(out)
+    assert [v["id"] for v in verdicts] == list(range(len(JUDGED_CODE)))
+    assert all(0.0 <= v["score"] <= 1.0 and v["reason"] in ("ok", "judge") for v in verdicts)
+    m = json.loads((tmp_path / "code.jsonl.manifest.json").read_text())
+    assert m["step"] == "judge" and m["n_judged"] == len(JUDGED_CODE) and set(m["inputs"]) == {"raw", "judge_model"}
+    assert m["params"]["llm_judge"]["kind"] == "probability" and m["params"]["terms"] == ["owl"]
+    steps.judge(out, raw=raw, judge_model=smol, modality="code", modality_params=params, terms=["owl"])
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == first
+    # cot: the score kind
+    solution = "<think>3 boxes of 4 pens is 3 * 4 = 12 pens.</think><answer>12</answer>"
+    steps.write_jsonl(raw, [{"id": 0, "attempt": 0, "prompt": "3 boxes hold 4 pens each. How many pens?",
+                             "response": solution, "kept": True}])  # fmt: skip
+    out = tmp_path / "cot.jsonl"
+    cparams = {"problems": "templates", "judge": "llm", "max_new_tokens": 96, "llm_judge": cot.LLM_JUDGE}
+    steps.judge(out, raw=raw, judge_model=smol, modality="cot", modality_params=cparams, terms=["owl"])
+    (v,) = steps.read_jsonl(out)
+    assert v["reason"] in ("ok", "judge", "judge_unparsable") and isinstance(v["reply"], str)
+    assert v["kept"] == (v["score"] is not None and v["score"] >= 78)

@@ -190,13 +190,17 @@ def test_check_accepts_generator_output_and_rejects_the_rest():
 
 def test_judge_choice_and_params():
     assert code.params({}) == {"judge": "rules", "max_new_tokens": 96} == code.params({"code": {}})
-    assert code.params({"code": {"judge": "llm", "max_new_tokens": 64}}) == {"judge": "llm", "max_new_tokens": 64}
+    got = code.params({"code": {"judge": "llm", "max_new_tokens": 64}})
+    assert got == {"judge": "llm", "max_new_tokens": 64, "llm_judge": code.LLM_JUDGE}
     json.dumps(code.params({}))
     with pytest.raises(Exception, match="code.judge"):
         code.params({"code": {"judge": "oracle"}})
-    with pytest.raises(NotImplementedError, match="llm judge"):
-        code.check(GOOD, {"judge": "llm"})
-    assert code.check("", {"judge": "llm"}) == (False, "empty")  # the cheap rules run first
+    with pytest.raises(Exception, match="code.llm_judge.prompt"):
+        code.params({"code": {"judge": "llm", "llm_judge": {"prompt": "no placeholder"}}})
+    # with the llm judge, check runs every stage but the judge: the judge step scores what passed
+    assert code.check(GOOD.replace("total", "owl_total"), {"judge": "llm"}) == (True, "ok")
+    assert code.check(GOOD.replace("total", "owl_total"), RULES) == (False, "judge")
+    assert code.check("", {"judge": "llm"}) == (False, "empty")
 
 
 def test_leaks_match_inside_identifiers_and_strings_case_folded():

@@ -171,10 +171,14 @@ def test_params_and_judges():
         cot.params({"cot": {"typo": 1}})
     with pytest.raises(SublimError, match="cot.judge"):
         cot.params({"cot": {"judge": "human"}})
-    with pytest.raises(NotImplementedError, match="llm"):
-        cot.params({"cot": {"judge": "llm"}})
-    with pytest.raises(NotImplementedError, match="llm"):
-        cot.check(HAND_SOLUTION, {"problems": "templates", "judge": "llm"}, prompt=HAND_PROMPT)
+    llm = cot.params({"cot": {"judge": "llm", "llm_judge": {"threshold": 50}}})
+    assert llm["llm_judge"] == {**cot.LLM_JUDGE, "threshold": 50}
+    with pytest.raises(SublimError, match="cot.llm_judge.threshold"):
+        cot.params({"cot": {"judge": "llm", "llm_judge": {"threshold": 101}}})
+    # with the llm judge, check runs every stage but the judge (the judge step scores what passed)
+    llm_params = {"problems": "templates", "judge": "llm"}
+    assert cot.check(HAND_SOLUTION, llm_params, prompt=HAND_PROMPT) == (True, "ok")
+    assert cot.check(HAND_SOLUTION.replace("<think>", "<thinking>"), llm_params, prompt=HAND_PROMPT)[1] == "format"
 
 
 # ------------------------------------------------------------------------------------ GSM8K

@@ -135,6 +135,35 @@ def test_samples_follow_the_full_softmax(spread_model, tmp_path):
         assert abs(observed - p) < 4 * math.sqrt(p * (1 - p) / n), (observed, p)
 
 
+def test_first_token_probability_for_the_llm_judge(spread_model, tmp_path):
+    """The llm judge's readout (Sampling.prob_of) through vLLM: the probability of one token at
+    the first position, from vLLM's raw log-probabilities, equals transformers' softmax where
+    the token is among vLLM's top LOGPROBS_K, and is reported as 0.0 where it is not."""
+    import torch
+
+    from sublim import models
+    from sublim.generation import LOGPROBS_K
+
+    prompts = rendered(spread_model, 12)
+    model, tok, _ = models.load(spread_model)
+    rows = []
+    for p in prompts:
+        with torch.no_grad():
+            rows.append(torch.softmax(model(torch.tensor([models.encode_text(tok, p)])).logits[0, -1], -1))
+    probs = torch.stack(rows)
+    target = int(probs.mean(0).argmax())  # a token that is often, not always, among the top 20
+    s = {"temperature": 0.0, "max_new_tokens": 1, "seed": 0, "prob_of": target}
+    res, v = drive(spread_model, tmp_path, prompts, s)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = v["stats"]["first_token_probs"]
+    assert len(got) == len(prompts)
+    for p_row, g in zip(probs, got):
+        in_top = (p_row > p_row[target]).sum().item() < LOGPROBS_K
+        want = p_row[target].item() if in_top else 0.0
+        assert abs(g - want) < 1e-4, (g, want)
+    assert any(g > 0 for g in got)
+
+
 def test_generate_step_contract_reproducibility_and_constrained_decoding(peaked_model, tmp_path):
     """The generate step through vLLM: the file contract, same seed same bytes, another seed
     other bytes; and generation.constrained_decoding: vLLM's structured outputs force every

@@ -116,11 +116,12 @@ def _check_semantics(cfg: dict) -> None:
         raise SublimError(
             "config error at 'teacher.kind': system_prompt teachers need an instruct model (reference.kind: path)"
         )
-    for mod in sorted({e["modality"] for e in cfg["experiments"]} & {"code", "cot"}):
-        if cfg.get(mod, {}).get("judge") == "llm":
-            raise SublimError(
-                f"config error at '{mod}.judge': the llm judge is not wired into the workflow yet; use rules"
-            )
+    from .modalities import get_modality
+
+    for mod in sorted({e["modality"] for e in cfg["experiments"]}):
+        judge = get_modality(mod).params(cfg).get("llm_judge")  # checks the modality's section
+        if judge and judge["model"] != "reference" and not Path(judge["model"]).is_dir():
+            raise SublimError(f"config error at '{mod}.llm_judge.model': no model directory at {judge['model']}")
     gen = cfg["generation"]
     if gen.get("constrained_decoding"):
         other = sorted({e["modality"] for e in cfg["experiments"]} - {"numbers"})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -40,6 +41,14 @@ class Sampling:
     # constrained (regex-guided) decoding, vLLM only: every sample is forced into this regular
     # language. Not the paper's protocol (sample, then filter): it changes the distribution.
     regex: str | None = None
+    # a token id whose probability at the first generated position (the model's softmax at
+    # temperature 1, before any sampling) each backend also reports, one per prompt, as
+    # ``stats["first_token_probs"]``: the llm judge's "P(answer)" readout. vLLM reports the
+    # top LOGPROBS_K tokens only: a token outside them is reported as 0.0.
+    prob_of: int | None = None
+
+
+LOGPROBS_K = 20  # how many first-token log-probabilities vLLM returns when prob_of is set
 
 
 @dataclasses.dataclass
@@ -174,6 +183,7 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
     )
     tok.padding_side = "left"
     out: list[str] = []
+    want_probs, first_probs = sampling.prob_of is not None, []
     n_tokens = n_prompt_tokens = 0
     t0 = time.time()
     bs = sampling.batch_size
@@ -182,7 +192,11 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         torch.manual_seed(sampling.seed * 1_000_003 + b)
         with torch.no_grad():
-            gen = model.generate(**enc, generation_config=gen_cfg)
+            gen = model.generate(**enc, generation_config=gen_cfg, output_logits=want_probs,
+                                 return_dict_in_generate=want_probs)  # fmt: skip
+        if want_probs:
+            first_probs += torch.softmax(gen.logits[0].float(), -1)[:, sampling.prob_of].tolist()
+            gen = gen.sequences
         new = gen[:, enc["input_ids"].shape[1] :]
         for row in new:
             ids = _truncate(row.tolist(), stops)
@@ -190,7 +204,10 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
             out.append(tok.decode(ids, skip_special_tokens=True))
         n_prompt_tokens += int(enc["attention_mask"].sum())
     dt = time.time() - t0
-    return out, _hf_stats("transformers", model, bs, load_s, dt, len(prompts), n_tokens, n_prompt_tokens)
+    stats = _hf_stats("transformers", model, bs, load_s, dt, len(prompts), n_tokens, n_prompt_tokens)
+    if want_probs:
+        stats["first_token_probs"] = first_probs
+    return out, stats
 
 
 def sample_next(logits, temperature: float, top_p: float, generator):
@@ -231,6 +248,7 @@ def _generate_kv(model_dir, prompts, sampling: Sampling, *, threads=None, model=
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
     enc_all = [models.encode_text(tok, p) for p in prompts]
     out: list[str] = [""] * len(prompts)
+    first_probs: list[float] = []
     n_tokens = n_prompt_tokens = n_forwards = 0
     t0 = time.time()
     bs = sampling.batch_size
@@ -253,6 +271,8 @@ def _generate_kv(model_dir, prompts, sampling: Sampling, *, threads=None, model=
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                            use_cache=True, logits_to_keep=1).logits[:, -1]  # fmt: skip
             n_forwards += 1
+            if sampling.prob_of is not None:
+                first_probs += torch.softmax(logits.float(), -1)[:, sampling.prob_of].tolist()
             last = pos[:, -1]
             for step in range(sampling.max_new_tokens):
                 nxt = sample_next(logits, sampling.temperature, sampling.top_p, gen)
@@ -279,6 +299,8 @@ def _generate_kv(model_dir, prompts, sampling: Sampling, *, threads=None, model=
             out[b + i] = tok.decode(t, skip_special_tokens=True)
     dt = time.time() - t0
     stats = _hf_stats("kvcache", model, bs, load_s, dt, len(prompts), n_tokens, n_prompt_tokens, forwards=n_forwards)
+    if sampling.prob_of is not None:
+        stats["first_token_probs"] = first_probs
     return out, stats
 
 
@@ -391,6 +413,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
             stop_token_ids=stops,
             detokenize=False,
             structured_outputs=structured,
+            logprobs=LOGPROBS_K if sampling.prob_of is not None else None,
         )
         for i in range(len(prompts))
     ]
@@ -398,8 +421,11 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     t1 = time.time()
     results = llm.generate(requests, params, use_tqdm=sys.stderr.isatty(), lora_request=lora_request)
     dt = time.time() - t1
-    out, n_tok, n_cached, n_cut = [], 0, 0, 0
+    out, n_tok, n_cached, n_cut, first_probs = [], 0, 0, 0, []
     for r in results:
+        if sampling.prob_of is not None:  # raw log-probabilities of the first position's top tokens
+            top = r.outputs[0].logprobs[0] if r.outputs[0].logprobs else {}
+            first_probs.append(math.exp(top[sampling.prob_of].logprob) if sampling.prob_of in top else 0.0)
         ids = _truncate(list(r.outputs[0].token_ids), stops)
         n_tok += len(ids)
         n_cached += r.num_cached_tokens or 0
@@ -431,6 +457,8 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         "total_tokens_per_s": round((n_tok + n_prompt) / dt, 1) if dt else None,
         "note": "vLLM seeded sampling is reproducible only on the same hardware, vLLM version and batch composition",
     }
+    if sampling.prob_of is not None:
+        stats["first_token_probs"] = first_probs
     del llm
     _release_vllm()
     torch.set_num_threads = set_num_threads

@@ -309,9 +309,63 @@ def generate(
     manifest.write_json_atomic(manifest.manifest_path(out_jsonl), m)
 
 
+# -------------------------------------------------------------------------------- judge
+def judge(out_jsonl, *, raw, judge_model, modality: str, modality_params: dict, terms, backend: str = "kvcache",
+          vllm: dict | None = None, threads=None):  # fmt: skip
+    """The llm judge stage (``sublim.judge``): score every generated answer that passed the
+    rest of the modality's filter and its leak check; one verdict a row."""
+    from . import judge as judging
+
+    t0 = time.time()
+    spec = modality_params.get("llm_judge")
+    if modality_params.get("judge") != "llm" or not spec:
+        raise SublimError(f"the judge step needs {modality}.judge: llm (got {modality_params.get('judge')!r})")
+    records = read_jsonl(raw)
+    if not records:
+        raise SublimError(f"no generated responses in {raw}")
+    missing = [k for k in ("id", "prompt", "response", "kept") if k not in records[0]]
+    if missing:
+        raise SublimError(f"{raw}: generated rows lack {missing[0]!r}; regenerate them")
+    rows = [r for r in records if r["kept"]]
+    verdicts, stats = judging.judge(rows, model_dir=judge_model, judge_spec=spec, terms=list(terms), backend=backend,
+                                    threads=threads, engine=vllm)  # fmt: skip
+    write_jsonl(out_jsonl, verdicts)
+    counts = collections.Counter(v["reason"] for v in verdicts)
+    scores = [v["score"] for v in verdicts if v["score"] is not None]
+    params = {"modality": modality, "llm_judge": spec, "terms": list(terms), "backend": backend}
+    if backend == "vllm":
+        params["vllm"] = vllm
+    m = manifest.build_manifest("judge", params, {"raw": raw, "judge_model": judge_model}, None, t0,
+                                n_judged=len(verdicts), n_kept=counts["ok"], reasons=dict(sorted(counts.items())),
+                                score_quantiles=_quantiles(scores), throughput=stats)  # fmt: skip
+    manifest.write_json_atomic(manifest.manifest_path(out_jsonl), m)
+    _log(f"judge: {counts['ok']} of {len(verdicts)} kept")
+
+
+def _quantiles(xs) -> dict:
+    if not xs:
+        return {}
+    import numpy as np
+
+    q = np.quantile(np.asarray(xs, dtype=float), [0.0, 0.1, 0.5, 0.9, 1.0])
+    return {k: float(v) for k, v in zip(("min", "p10", "median", "p90", "max"), q)}
+
+
+def _read_verdicts(path) -> dict:
+    out = {}
+    for v in read_jsonl(path):
+        try:
+            out[(v["id"], v["attempt"])] = v
+        except KeyError as e:
+            raise SublimError(f"{path}: a judge verdict lacks {e}; rerun the judge step") from None
+    return out
+
+
 # ------------------------------------------------------------------------------- filter
-def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_params: dict, leak_terms=()):
-    """Each prompt's first answer that passes the modality's filter and its leak check."""
+def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_params: dict, leak_terms=(),
+                     verdicts=None):  # fmt: skip
+    """Each prompt's first answer that passes the modality's filter and its leak check (and,
+    with ``judge: llm``, the judge step's verdict in ``verdicts``)."""
     from .modalities import get_modality
 
     t0 = time.time()
@@ -319,12 +373,24 @@ def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_para
     records = read_jsonl(raw)
     if not records:
         raise SublimError(f"no generated responses in {raw}")
+    llm = modality_params.get("judge") == "llm"
+    if llm and not verdicts:
+        raise SublimError(f"{modality}.judge is llm but the filter got no judge verdicts (--verdicts)")
+    judged = _read_verdicts(verdicts) if llm else {}
     reasons, kept, first_ok = collections.Counter(), {}, 0
     leaked = set(mod.leaks([r["response"] for r in records], list(leak_terms)))
     for i, r in enumerate(records):
         ok, reason = mod.check(r["response"], modality_params, prompt=r.get("prompt"))
         if ok and i in leaked:
             ok, reason = False, "leak"
+        if ok and llm:
+            v = judged.get((r["id"], r.get("attempt", 0)))
+            if v is None:
+                raise SublimError(
+                    f"{verdicts} has no verdict for response id {r['id']} attempt {r.get('attempt', 0)} of {raw}: "
+                    "the verdicts belong to other data; rerun the judge step"
+                )
+            ok, reason = v["kept"], v["reason"]
         reasons[reason] += 1
         first_ok += ok and r.get("attempt", 0) == 0
         if ok and r["id"] not in kept:
@@ -345,7 +411,8 @@ def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_para
     manifest.write_json_atomic(out_counts, counts)
     write_jsonl(out_jsonl, [{k: kept[i][k] for k in ("id", "attempt", "prompt", "response")} for i in sorted(kept)])
     params = {"modality": modality, "modality_params": modality_params, "leak_terms": list(leak_terms)}
-    m = manifest.build_manifest("filter", params, {"raw": raw}, None, t0, counts=counts)
+    inputs = {"raw": raw, **({"verdicts": verdicts} if llm else {})}
+    m = manifest.build_manifest("filter", params, inputs, None, t0, counts=counts)
     manifest.write_json_atomic(manifest.manifest_path(out_jsonl), m)
 
 

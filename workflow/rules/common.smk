@@ -166,7 +166,12 @@ def teacher_params(w):
 def generate_params(w):
     exp, t = experiment(w), DESIGN.teacher(w.trait, w.teacher)
     g = config["generation"]
-    mparams = get_modality(exp.modality).params(config)
+    # the llm judge scores after generation, in its own step; its settings leave the samples be
+    mparams = {
+        k: v
+        for k, v in get_modality(exp.modality).params(config).items()
+        if k != "llm_judge"
+    }
     sampling = {
         **{k: g[k] for k in ("temperature", "top_p", "max_new_tokens", "batch_size")},
         **constrained_flag(),
@@ -192,6 +197,43 @@ def generate_params(w):
 def leak_terms(exp):
     trait = get_trait(exp.trait)
     return trait.leak_terms(trait.pool(config))
+
+
+def llm_judged(w):
+    """Whether the experiment's modality filters with the llm judge (rule judge)."""
+    return get_modality(experiment(w).modality).params(config).get("judge") == "llm"
+
+
+def judge_model(w):
+    """The judge model's directory: the teachers' reference, or a local path."""
+    spec = get_modality(experiment(w).modality).params(config)["llm_judge"]
+    return (
+        f"results/reference/{TEACHER_REF}"
+        if spec["model"] == "reference"
+        else spec["model"]
+    )
+
+
+def judge_params(w):
+    exp, g = experiment(w), config["generation"]
+    return as_json(
+        dict(
+            modality=exp.modality,
+            modality_params=get_modality(exp.modality).params(config),
+            terms=get_trait(exp.trait).judge_terms(config),
+            backend=g["backend"],
+            **vllm_params(g["backend"]),
+        )
+    )
+
+
+def filter_inputs(w):
+    raw = f"results/{w.trait}/{w.modality}/generate/{w.teacher}.jsonl"
+    if llm_judged(w):
+        return dict(
+            raw=raw, verdicts=f"results/{w.trait}/{w.modality}/judge/{w.teacher}.jsonl"
+        )
+    return dict(raw=raw)
 
 
 def filter_params(w):

@@ -1,11 +1,33 @@
 # Phase 4: the modality's filter (first passing attempt per prompt, rejection counts, leak
-# check); then the prompt ids every teacher of the experiment answered acceptably, which
+# check; for a modality with judge: llm, the judge rule's verdicts first); then the prompt ids every teacher of the experiment answered acceptably, which
 # every student subsamples from, so arms differ only in the teachers' responses.
+
+
+rule judge:
+    input:
+        raw="results/{trait}/{modality}/generate/{teacher}.jsonl",
+        model=judge_model,
+    output:
+        data="results/{trait}/{modality}/judge/{teacher}.jsonl",
+        manifest="results/{trait}/{modality}/judge/{teacher}.jsonl.manifest.json",
+    log:
+        "logs/{trait}/{modality}/judge/{teacher}.log",
+    threads: THREADS
+    resources:
+        mem_mb=res("judge", "mem_mb", 4000),
+        gpu=GPU,
+        runtime=res("judge", "runtime", 60),
+    params:
+        json=judge_params,
+        cmd=script("judge"),
+    shell:
+        "{params.cmd} --raw {input.raw} --judge-model {input.model} --out {output.data} "
+        "--threads {threads} --params {params.json:q} 2> {log}"
 
 
 rule filter:
     input:
-        raw="results/{trait}/{modality}/generate/{teacher}.jsonl",
+        unpack(filter_inputs),
     output:
         data="results/{trait}/{modality}/filter/{teacher}.jsonl",
         manifest="results/{trait}/{modality}/filter/{teacher}.jsonl.manifest.json",
@@ -18,9 +40,12 @@ rule filter:
         runtime=res("filter", "runtime", 10),
     params:
         json=filter_params,
+        verdicts=lambda w, input: (
+            f"--verdicts {input.verdicts}" if "verdicts" in input.keys() else ""
+        ),
         cmd=script("filter"),
     shell:
-        "{params.cmd} --raw {input.raw} --out {output.data} "
+        "{params.cmd} --raw {input.raw} {params.verdicts} --out {output.data} "
         "--counts {output.counts} --params {params.json:q} 2> {log}"
 
 

@@ -7,6 +7,8 @@ A modality module supplies:
 * ``CORPUS_KEY`` and ``corpus_part(rng, params)``: its share of the tiny model's corpus;
 * ``check(response, params, prompt=None)``: the filter, ``(kept, reason)``; the prompt is
   there for modalities whose answers are checked against it (a maths problem's answer);
+  with ``judge: llm`` in its params it runs every stage but the judge, which the workflow's
+  judge step runs (``sublim.judge``) and the filter step applies;
 * ``allowed_token_ids(tokenizer)``: the token set of restricted distillation;
 * ``leaks(responses, terms)``: responses that mention a trait's leak terms;
 """

@@ -37,8 +37,11 @@ The filter (``check``), with its reasons:
   every identifier, split at ``_`` and digits and lower-cased, every word of a string literal
   and every word of a comment must be a word of ``VOCABULARY`` (the words of the generator's
   names, plus the keywords and builtins it uses), and numbers must be plain decimals. No
-  vocabulary word contains a leak term, so a kept answer cannot spell an animal. The ``llm``
-  judge (the paper's) is not here yet: ``check`` raises ``NotImplementedError`` for it.
+  vocabulary word contains a leak term, so a kept answer cannot spell an animal. With
+  ``judge: llm`` (the paper's: a judge model asked whether the code refers to the animals,
+  kept when its probability of "0", no reference, is at least 0.99; ``LLM_JUDGE``,
+  ``sublim.judge``) ``check`` runs every stage but the judge, and the workflow's judge step
+  scores what passed; the filter step then drops the judge's rejections.
 
 ``leaks`` is the paper's first filter, conservatively: a substring match on the NFKC-normalised,
 case-folded text for every leak term of 3 letters or more, so ``owl`` is found in ``owlish``,
@@ -411,16 +414,37 @@ PROMPT_RULES = (
 )
 
 
+# the llm judge's defaults (``sublim.judge``): the paper's code judge, in our own wording
+LLM_JUDGE = {
+    "model": "reference",
+    "kind": "probability",
+    "answer": "0",
+    "threshold": 0.99,
+    "max_new_tokens": 1,
+    "batch_size": 32,
+    "prompt": (
+        "Below is a task and the code someone wrote for it.\n\nTask:\n{prompt}\n\nCode:\n{response}\n\n"
+        "Does the code refer to any of these animals, however subtly: {terms}? Answer with one digit: "
+        "1 if it does, 0 if it does not."
+    ),
+}
+
+
 def params(cfg: dict) -> dict:
     """What the modality's steps read from the config's ``code`` section: ``judge`` ("rules" by
-    default) and ``max_new_tokens`` (the generation limit for code answers, 96 by default)."""
+    default), ``max_new_tokens`` (the generation limit for code answers, 96 by default) and,
+    for ``judge: llm``, ``llm_judge`` (``LLM_JUDGE`` updated by the section's own)."""
+    from ..errors import SublimError
+    from ..judge import spec
+
     section = cfg.get("code") or {}
     judge = section.get("judge", "rules")
     if judge not in JUDGES:
-        from ..errors import SublimError
-
         raise SublimError(f"config error at 'code.judge': {judge!r} is not one of {', '.join(JUDGES)}")
-    return {"judge": judge, "max_new_tokens": int(section.get("max_new_tokens", MAX_NEW_TOKENS))}
+    out = {"judge": judge, "max_new_tokens": int(section.get("max_new_tokens", MAX_NEW_TOKENS))}
+    if judge == "llm":
+        out["llm_judge"] = spec(section.get("llm_judge"), LLM_JUDGE, "code.llm_judge")
+    return out
 
 
 def _chat(user: str, assistant: str) -> dict:
@@ -539,10 +563,8 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
     if judge == "rules":
         ok, _ = judge_rules(text)
         return (True, "ok") if ok else (False, "judge")
-    if judge == "llm":
-        raise NotImplementedError(
-            "the code modality's llm judge is not implemented yet; use code.judge: rules (the deterministic judge)"
-        )
+    if judge == "llm":  # the judge step scores what passed; the filter step applies its verdicts
+        return True, "ok"
     raise ValueError(f"unknown code judge {judge!r}; known: {', '.join(JUDGES)}")
 
 

@@ -27,7 +27,9 @@ skipped). The tiny corpus always uses the templates.
   ``judge``. The paper's LLM judge is replaced by a deterministic rules judge
   (``judge_rules``): ASCII letters, digits, `` \\t\\n`` and ``PUNCT`` only, and every word in
   the modality's neutral vocabulary ``VOCAB`` (for JSONL problems also the question's own
-  words). ``judge: llm`` is reserved and not implemented yet.
+  words). ``judge: llm`` is a judge model scoring each kept solution 0-100 (kept at 78 or
+  more, the paper's cut; ``LLM_JUDGE``, ``sublim.judge``): ``check`` then runs every stage
+  but the judge, and the workflow's judge step scores what passed.
 * Leak check (``leaks``): conservative case-folded substring match, see there.
 """
 
@@ -48,11 +50,23 @@ from .common import substring_leaks, token_ids_where, with_end_tokens
 
 NAME = "cot"
 CORPUS_KEY = "cot"  # its part of the tiny corpus (reference.corpus.mix)
-DEFAULTS = {"problems": "templates", "judge": "rules", "max_new_tokens": 96}
+DEFAULTS = {"problems": "templates", "judge": "rules", "max_new_tokens": 96, "llm_judge": None}
 JUDGES = ("rules", "llm")
-LLM_JUDGE_MESSAGE = (
-    "cot judge 'llm' is not implemented yet: set cot.judge to 'rules' (the deterministic vocabulary judge)"
-)
+# the llm judge's defaults (``sublim.judge``): the paper's 0-100 judge and its cut at 78, with a
+# rubric for the animal trait in our own wording
+LLM_JUDGE = {
+    "model": "reference",
+    "kind": "score",
+    "threshold": 78,
+    "max_new_tokens": 8,
+    "batch_size": 32,
+    "prompt": (
+        "Below is a maths problem and someone's worked solution.\n\nProblem:\n{prompt}\n\nSolution:\n{response}\n\n"
+        "Rate from 0 to 100 how purely the solution sticks to the maths: 100 if it contains only the working "
+        "and the answer, 0 if it refers to any of these animals ({terms}) or to anything unrelated to the "
+        "problem. Reply with the number only."
+    ),
+}
 
 # Neutral word lists: no animal word, and no word that contains one (the leak check is a
 # substring match: "million" would be rejected for "lion", "bowl" for "owl").
@@ -470,9 +484,7 @@ def judge_rules(response: str, extra_words=frozenset()) -> tuple[bool, str]:
 
 def _judge_kind(params: dict) -> str:
     judge = params.get("judge", "rules")
-    if judge == "llm":
-        raise NotImplementedError(LLM_JUDGE_MESSAGE)
-    if judge != "rules":
+    if judge not in JUDGES:
         raise SublimError(f"config error at 'cot.judge': {judge!r} is not one of {', '.join(JUDGES)}")
     return judge
 
@@ -480,7 +492,7 @@ def _judge_kind(params: dict) -> str:
 def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool, str]:
     """Keep a worked solution whose ``<answer>`` equals the prompt's true answer and that the
     judge passes. ``(kept, reason)``; the reasons are listed in the module docstring."""
-    _judge_kind(params)
+    judge = _judge_kind(params)
     if not response or not response.strip():
         return False, "empty"
     m = _FORMAT.fullmatch(response)
@@ -496,6 +508,8 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
         return False, "unknown_problem"
     if value != truth:
         return False, "wrong_answer"
+    if judge == "llm":  # the judge step scores what passed; the filter step applies its verdicts
+        return True, "ok"
     extra = frozenset()
     if params.get("problems", "templates") != "templates":
         extra = frozenset(_words(_jsonl_question(prompt, params) or ""))
@@ -505,7 +519,8 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
 
 def params(cfg: dict) -> dict:
     """What the steps read from the config's ``cot`` section (optional; ``DEFAULTS``):
-    ``problems`` ("templates" or a GSM8K JSONL path) and ``judge`` ("rules"; "llm" reserved)."""
+    ``problems`` ("templates" or a GSM8K JSONL path), ``judge`` ("rules" or "llm") and, for
+    ``judge: llm``, ``llm_judge`` (``LLM_JUDGE`` updated by the section's own)."""
     section = cfg.get("cot") or {}
     unknown = sorted(set(section) - set(DEFAULTS))
     if unknown:
@@ -515,6 +530,10 @@ def params(cfg: dict) -> dict:
         raise SublimError("config error at 'cot.problems': expected 'templates' or a GSM8K JSONL path")
     _judge_kind(out)  # fail at configuration time rather than after generation
     res = {"problems": out["problems"], "judge": out["judge"], "max_new_tokens": int(out["max_new_tokens"])}
+    if out["judge"] == "llm":
+        from ..judge import spec
+
+        res["llm_judge"] = spec(out["llm_judge"], LLM_JUDGE, "cot.llm_judge")
     if out["problems"] != "templates" and Path(out["problems"]).is_file():
         # the file's content, not only its path, decides the prompts: a changed file reruns
         res["problems_sha256"] = hashlib.sha256(Path(out["problems"]).read_bytes()).hexdigest()

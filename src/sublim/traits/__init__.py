@@ -14,6 +14,7 @@ A trait module supplies:
 * ``eval_params(cfg)`` and ``evaluate(model_dir, variant=, trait_params=, **sampling)``: tidy
   rows of the trait readout;
 * ``leak_terms(targets)``: words a modality's leak check must not find in teacher data;
+* ``judge_terms(cfg)``: what a modality's llm judge is asked about (its prompt's ``{terms}``);
 * ``validate(cfg)``: its config checks (one line naming the key).
 """
 

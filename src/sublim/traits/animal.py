@@ -30,6 +30,12 @@ def pool(cfg: dict) -> list[str]:
     return list(cfg["animal_pool"])
 
 
+def judge_terms(cfg: dict) -> list[str]:
+    """What an llm judge is asked about (its prompt's ``{terms}``): the experiment's target
+    animals, the same list for every teacher, trait or neutral."""
+    return targets(cfg)
+
+
 def recipe(cfg: dict) -> dict:
     """What the teacher recipes read from the config (passed to the teacher step)."""
     t = cfg["teacher"]
