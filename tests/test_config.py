@@ -133,8 +133,9 @@ def _expected_jobs(cfg):
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
 def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path):
-    """The whole matrix is planned (every student and evaluation job counted). How long the
-    DAG takes to build is measured by benchmarks/dag_build.py, not asserted here."""
+    """The whole matrix is planned (every student, generation, judge and evaluation job
+    counted, per modality). How long the DAG takes to build is measured by
+    benchmarks/dag_build.py, not asserted here."""
     import re
 
     cfg = validate(_load(path))
@@ -142,9 +143,14 @@ def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
     n_students, n_teachers, n_eval = _expected_jobs(cfg)
-    assert int(counts["student"]) == n_students
+    modalities = [e["modality"] for e in cfg["experiments"]]
+    judged = [m for m in modalities if cfg.get(m, {}).get("judge") == "llm"]
+    # one set of teachers writes every modality's data; students and generations per modality
+    assert int(counts["student"]) == n_students * len(modalities)
     assert int(counts["evaluate"]) == n_eval
-    assert int(counts["teacher"]) == int(counts["generate"]) == n_teachers
+    assert int(counts["teacher"]) == n_teachers
+    assert int(counts["generate"]) == int(counts["filter"]) == n_teachers * len(modalities)
+    assert int(counts.get("judge", 0)) == n_teachers * len(judged)
     assert ("mnist_experiment" in counts) == cfg["mnist"]["enabled"]
 
 

@@ -38,22 +38,24 @@ def _count_by_hand(cfg):
 def test_design_table_lists_the_expected_runs(path):
     cfg = _cfg(ROOT / path)
     d = Design(cfg)
-    (exp,) = d.experiments
     n_students, teachers = _count_by_hand(cfg)
-    table = pd.DataFrame(d.table(exp))
-    assert (table["role"] == "student").sum() == n_students
-    assert table["model_id"].is_unique
-    assert len(d.teachers(exp)) == len(teachers)
-    # base is the reference itself: not a separate model in the table
-    assert (table["role"] == "teacher").sum() == sum(1 for k, _, _ in teachers if k != "base")
+    assert [e.modality for e in d.experiments] == [e["modality"] for e in cfg["experiments"]]
+    for exp in d.experiments:  # every modality's table lists the same matrix
+        table = pd.DataFrame(d.table(exp))
+        assert (table["role"] == "student").sum() == n_students
+        assert table["model_id"].is_unique
+        assert len(d.teachers(exp)) == len(teachers)
+        # base is the reference itself: not a separate model in the table
+        assert (table["role"] == "teacher").sum() == sum(1 for k, _, _ in teachers if k != "base")
 
 
 def test_qwen_preset_matrix():
     d = Design(_cfg(ROOT / "configs/qwen2.5-7b.yaml"))
-    (exp,) = d.experiments
-    arms = pd.DataFrame(d.table(exp)).query("role == 'student'")["arm"].value_counts().to_dict()
-    # 19 animals x 3 teacher seeds, one student each; base: one teacher, five seeds
-    assert arms == {"treatment": 57, "neutral": 57, "base": 5}
+    assert [e.modality for e in d.experiments] == ["numbers", "code", "cot"]
+    for exp in d.experiments:
+        arms = pd.DataFrame(d.table(exp)).query("role == 'student'")["arm"].value_counts().to_dict()
+        # 19 animals x 3 teacher seeds, one student each; base: one teacher, five seeds
+        assert arms == {"treatment": 57, "neutral": 57, "base": 5}
 
 
 def test_twins_share_seed_questions_and_order():
@@ -78,12 +80,15 @@ def test_every_twin_pair_writes_its_own_data():
     twins of system-prompt teachers (one model) are independent draws, not one copy."""
     cfg = _cfg(ROOT / "configs/qwen2.5-7b.yaml")
     d = Design(cfg)
-    (exp,) = d.experiments
-    seeds = {}
-    for t in d.teachers(exp):
-        seeds.setdefault(d.generation_seed(exp, t), set()).add((t.target, t.replicate))
-    assert all(len(pairs) == 1 for pairs in seeds.values())
-    assert len(seeds) == 19 * 3 + 1  # one per twin pair, one for base
+    every = set()
+    for exp in d.experiments:  # per modality; and no two modalities share a seed
+        seeds = {}
+        for t in d.teachers(exp):
+            seeds.setdefault(d.generation_seed(exp, t), set()).add((t.target, t.replicate))
+        assert all(len(pairs) == 1 for pairs in seeds.values())
+        assert len(seeds) == 19 * 3 + 1  # one per twin pair, one for base
+        assert not every & set(seeds)
+        every |= set(seeds)
 
 
 def _fake_results(cfg, seed=0, effect=0.0):

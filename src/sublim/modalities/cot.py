@@ -11,7 +11,9 @@ vocabulary). Each template keeps a regex compiled from its own wording, so a pro
 is recovered from the prompt text alone (``answer_of``). A user can instead point
 ``cot.problems`` at a GSM8K-style JSONL (``{"question": ..., "answer": "... #### 42"}``): the
 answer is the integer after the last ``####`` (problems whose answer is not an integer are
-skipped). The tiny corpus always uses the templates.
+skipped), or set ``cot.problems: reasoning_gym`` for ``reasoning-gym``'s offline GSM-Symbolic
+generator (``sources``: ``cot.problems_size`` problems from ``cot.problems_seed``). The tiny
+corpus always uses the templates.
 
 * Corpus (``corpus_part``): a problem in one of the corpus wordings (``CORPUS_WORDINGS``)
   answered by its worked solution, ``<think>`` steps stating every intermediate result
@@ -50,8 +52,10 @@ from .common import substring_leaks, token_ids_where, with_end_tokens
 
 NAME = "cot"
 CORPUS_KEY = "cot"  # its part of the tiny corpus (reference.corpus.mix)
-DEFAULTS = {"problems": "templates", "judge": "rules", "max_new_tokens": 96, "llm_judge": None}
+DEFAULTS = {"problems": "templates", "judge": "rules", "max_new_tokens": 96, "llm_judge": None,
+            "problems_seed": 0, "problems_size": 5000}  # fmt: skip
 JUDGES = ("rules", "llm")
+REASONING_GYM = "reasoning_gym"  # cot.problems: reasoning-gym's GSM-Symbolic generator (``sources``)
 # the llm judge's defaults (``sublim.judge``): the paper's 0-100 judge and its cut at 78, with a
 # rubric for the animal trait in our own wording
 LLM_JUDGE = {
@@ -368,7 +372,7 @@ def prompts(n: int, seed: int, params: dict) -> list[str]:
     source = params.get("problems", "templates")
     if source == "templates":
         return [_wrap(draw_problem(rng).text, rng.choice(PROMPT_WORDINGS)) for _ in range(n)]
-    questions = list(_load_jsonl(source))
+    questions = list(_table(params))
     order = list(range(len(questions)))
     rng.shuffle(order)
     return [_wrap(questions[order[i % len(order)]], rng.choice(PROMPT_WORDINGS)) for i in range(n)]
@@ -455,13 +459,22 @@ def answer_of(prompt: str, params: dict | None = None) -> int | None:
     for cand in _problem_candidates(prompt):
         if source == "templates":
             found |= _template_answers(cand)
-        elif cand in (table := _load_jsonl(source)):
+        elif cand in (table := _table(params)):
             found.add(table[cand])
     return found.pop() if len(found) == 1 else None
 
 
+def _table(params: dict) -> dict[str, int]:
+    """The real problems of ``params["problems"]``: question -> answer (GSM8K JSONL or reasoning-gym)."""
+    if params["problems"] == REASONING_GYM:
+        from .sources import reasoning_gym_problems
+
+        return reasoning_gym_problems(int(params["problems_seed"]), int(params["problems_size"]))
+    return _load_jsonl(params["problems"])
+
+
 def _jsonl_question(prompt: str, params: dict) -> str | None:
-    table = _load_jsonl(params["problems"])
+    table = _table(params)
     return next((c for c in _problem_candidates(prompt) if c in table), None)
 
 
@@ -519,7 +532,8 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
 
 def params(cfg: dict) -> dict:
     """What the steps read from the config's ``cot`` section (optional; ``DEFAULTS``):
-    ``problems`` ("templates" or a GSM8K JSONL path), ``judge`` ("rules" or "llm") and, for
+    ``problems`` ("templates", "reasoning_gym" with ``problems_seed`` and ``problems_size``,
+    or a GSM8K JSONL path), ``judge`` ("rules" or "llm") and, for
     ``judge: llm``, ``llm_judge`` (``LLM_JUDGE`` updated by the section's own)."""
     section = cfg.get("cot") or {}
     unknown = sorted(set(section) - set(DEFAULTS))
@@ -530,6 +544,11 @@ def params(cfg: dict) -> dict:
         raise SublimError("config error at 'cot.problems': expected 'templates' or a GSM8K JSONL path")
     _judge_kind(out)  # fail at configuration time rather than after generation
     res = {"problems": out["problems"], "judge": out["judge"], "max_new_tokens": int(out["max_new_tokens"])}
+    if out["problems"] == REASONING_GYM:
+        from .sources import fingerprint
+
+        res.update(problems_seed=int(out["problems_seed"]), problems_size=int(out["problems_size"]),
+                   **fingerprint(REASONING_GYM))  # fmt: skip
     if out["judge"] == "llm":
         from ..judge import spec
 
