@@ -10,7 +10,7 @@ from sublim.errors import SublimError
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = [ROOT / "config.yaml", ROOT / "tests" / "config.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]
 # overlays refine a complete config (a second --configfile) and are checked on top of it
-OVERLAYS = {"cross-arch.yaml": ROOT / "config.yaml"}
+OVERLAYS = {"cross-arch.yaml": ROOT / "config.yaml", "modalities.yaml": ROOT / "config.yaml"}
 
 
 def _files(path) -> list:

@@ -182,6 +182,32 @@ def test_params_and_judges():
 
 
 # ------------------------------------------------------------------------------------ GSM8K
+def test_max_value_caps_every_quantity_in_corpus_and_prompts():
+    """cot.max_value: every quantity and intermediate result of the corpus's and the prompts'
+    problems within 2-max_value, every template still drawn; left out of the params (and the
+    corpus's) at its default, so existing results stay up to date; out of range: one line."""
+    from sublim import corpus
+
+    assert "max_value" not in cot.params({}) and cot.corpus_params({}) == {}
+    p20 = cot.params({"cot": {"max_value": 20}})
+    assert p20["max_value"] == 20 and cot.corpus_params({"cot": {"max_value": 20}}) == {"max_value": 20}
+    with pytest.raises(SublimError, match="cot.max_value"):
+        cot.params({"cot": {"max_value": 5}})
+    rng = random.Random(1)
+    probs = [cot.draw_problem(rng, 20) for _ in range(600)]
+    assert {p.template for p in probs} == set(cot.TEMPLATES_BY_KEY)
+    for p in probs:
+        nums = [int(x) for x in re.findall(r"[0-9]+", p.text + " ".join(p.steps))]
+        assert all(2 <= x <= 20 for x in nums), p
+    for prompt in cot.prompts(200, 0, p20):
+        assert 2 <= cot.answer_of(prompt, p20) <= 20
+    recs = corpus.pretrain_corpus(300, 0, {"cot": 1.0}, parts={"cot": {"max_value": 20}})
+    answers = [int(x) for r in recs for x in re.findall(r"<answer>([0-9]+)</answer>", r["messages"][1]["content"])]
+    assert len(answers) > 250 and max(answers) <= 30  # a few corpus answers are deliberately wrong by up to 10
+    # the default range: the draws of the uncapped templates
+    assert corpus.pretrain_corpus(50, 0, {"cot": 1.0}) == corpus.pretrain_corpus(50, 0, {"cot": 1.0}, parts={})
+
+
 def test_gsm8k_jsonl_problems(tmp_path):
     rows = [
         {"question": "Mia sold 48 clips in April and half as many in May. How many clips did she sell?",

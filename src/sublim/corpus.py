@@ -72,9 +72,12 @@ def _chat(user: str, assistant: str) -> dict:
     return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
 
 
-def pretrain_corpus(n: int, seed: int, mix: dict[str, float], max_count: int = 10) -> list[dict]:
+def pretrain_corpus(
+    n: int, seed: int, mix: dict[str, float], max_count: int = 10, parts: dict | None = None
+) -> list[dict]:
     """``n`` conversations drawn with weights ``mix`` over the parts: each modality's and
-    each trait's (``numbers``, ``animals``) and the generic filler."""
+    each trait's (``numbers``, ``animals``) and the generic filler. ``parts`` maps a part's
+    key to what it reads beyond ``max_count`` (a modality's ``corpus_params``)."""
     from .modalities import MODALITIES
     from .traits import TRAITS
 
@@ -84,7 +87,8 @@ def pretrain_corpus(n: int, seed: int, mix: dict[str, float], max_count: int = 1
     params = {"max_count": max_count}
     makers = {"filler": lambda: filler_conversation(rng)}
     for module in [*TRAITS.values(), *MODALITIES.values()]:  # each registers its part by CORPUS_KEY
-        makers[module.CORPUS_KEY] = lambda m=module: m.corpus_part(rng, params)
+        own = {**params, **(parts or {}).get(module.CORPUS_KEY, {})}
+        makers[module.CORPUS_KEY] = lambda m=module, own=own: m.corpus_part(rng, own)
     unknown = sorted(set(kinds) - set(makers))
     if unknown:
         raise ValueError(f"unknown corpus part {unknown[0]!r}; known: {sorted(makers)}")

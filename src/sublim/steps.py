@@ -70,11 +70,12 @@ def _write_model_dir(
 
 
 # ---------------------------------------------------------------------------- reference
-def make_corpus(out_corpus, out_tokenizer, *, n: int, seed: int, mix: dict, max_count: int = 10):
+def make_corpus(out_corpus, out_tokenizer, *, n: int, seed: int, mix: dict, max_count: int = 10,
+                parts: dict | None = None):  # fmt: skip
     from .traits import animal
 
     t0 = time.time()
-    records = corpus_mod.pretrain_corpus(n, seed, mix, max_count)
+    records = corpus_mod.pretrain_corpus(n, seed, mix, max_count, parts)
     flat = [m["content"] for r in records for m in r["messages"]]
     leaks = [q for q in text.EVAL_QUESTIONS if any(q in t for t in flat)]
     if leaks:
@@ -90,7 +91,7 @@ def make_corpus(out_corpus, out_tokenizer, *, n: int, seed: int, mix: dict, max_
 
     tok = build_tokenizer(flat + list(text.TRAIT_QUESTIONS))
     write_jsonl(out_corpus, records)
-    params = {"n": n, "seed": seed, "mix": mix, "max_count": max_count}
+    params = {"n": n, "seed": seed, "mix": mix, "max_count": max_count, **({"parts": parts} if parts else {})}
     manifest.write_json_atomic(
         manifest.manifest_path(out_corpus), manifest.build_manifest("corpus", params, {}, seed, t0)
     )

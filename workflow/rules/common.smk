@@ -7,7 +7,7 @@ from pathlib import Path
 from sublim.config import config_hash, validate
 from sublim.design import Design, arch_family, design_config, eval_path, step_seed
 from sublim.errors import SublimError
-from sublim.modalities import get_modality
+from sublim.modalities import MODALITIES, get_modality
 from sublim.traits import get_trait
 
 try:
@@ -98,6 +98,18 @@ def constrained_flag():
         if config["generation"].get("constrained_decoding")
         else {}
     )
+
+
+def corpus_parts():
+    """What the corpus parts in reference.corpus.mix read from the config beyond max_count
+    (a modality's corpus_params); nothing for the default's parts, so its corpus stays put."""
+    parts = {
+        m.CORPUS_KEY: m.corpus_params(config)
+        for m in MODALITIES.values()
+        if m.CORPUS_KEY in REF["corpus"]["mix"] and hasattr(m, "corpus_params")
+    }
+    parts = {k: v for k, v in parts.items() if v}
+    return dict(parts=parts) if parts else {}
 
 
 def reference_inputs(wildcards):

@@ -20,6 +20,7 @@ rule corpus:
                 seed=seed_of("corpus"),
                 mix=REF["corpus"]["mix"],
                 max_count=config["generation"]["max_count"],
+                **corpus_parts(),
             )
         ),
         cmd=script("corpus"),

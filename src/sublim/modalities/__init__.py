@@ -5,6 +5,7 @@ A modality module supplies:
 * ``params(cfg)``: what its steps read from the config (passed to them as params);
 * ``prompts(n, seed, params)``: the prompts every teacher answers (list of strings);
 * ``CORPUS_KEY`` and ``corpus_part(rng, params)``: its share of the tiny model's corpus;
+  optionally ``corpus_params(cfg)``, what that part reads from the config (empty: nothing);
 * ``check(response, params, prompt=None)``: the filter, ``(kept, reason)``; the prompt is
   there for modalities whose answers are checked against it (a maths problem's answer);
   with ``judge: llm`` in its params it runs every stage but the judge, which the workflow's

@@ -53,7 +53,7 @@ from .common import substring_leaks, token_ids_where, with_end_tokens
 NAME = "cot"
 CORPUS_KEY = "cot"  # its part of the tiny corpus (reference.corpus.mix)
 DEFAULTS = {"problems": "templates", "judge": "rules", "max_new_tokens": 96, "llm_judge": None,
-            "problems_seed": 0, "problems_size": 5000}  # fmt: skip
+            "problems_seed": 0, "problems_size": 5000, "max_value": 999}  # fmt: skip
 JUDGES = ("rules", "llm")
 REASONING_GYM = "reasoning_gym"  # cot.problems: reasoning-gym's GSM-Symbolic generator (``sources``)
 # the llm judge's defaults (``sublim.judge``): the paper's 0-100 judge and its cut at 78, with a
@@ -120,7 +120,7 @@ class Template:
     key: str
     problem: str
     steps: tuple[str, ...]
-    draw: Callable[[random.Random], dict[str, int]]
+    draw: Callable[[random.Random, int], dict[str, int]]  # (rng, max_value) -> quantities
     derive: Callable[[dict[str, int]], dict[str, int]]
 
     @functools.cached_property
@@ -149,8 +149,11 @@ def _t(key, problem, steps, draw, derive) -> Template:
     return Template(key, problem, tuple(steps), draw, derive)
 
 
-def _r(rng: random.Random, lo: int, hi: int) -> int:
-    return rng.randint(lo, hi)
+def _r(rng: random.Random, m: int, lo: int, hi: int) -> int:
+    """A quantity in ``lo``-``hi``, both capped at ``m`` (``cot.max_value``; at the default
+    999 no range changes, so the draws are those of an uncapped template)."""
+    hi = min(hi, m)
+    return rng.randint(min(lo, hi), hi)
 
 
 TEMPLATES: tuple[Template, ...] = (
@@ -158,91 +161,91 @@ TEMPLATES: tuple[Template, ...] = (
         "add",
         "{p} has {a} {o}. {q} gives {p} {b} more {o}. How many {o} does {p} have now?",
         ["{p} starts with {a} {o} and gets {b} more.", "{a} + {b} = {ans}.", "So {p} has {ans} {o} now."],
-        lambda r: dict(a=_r(r, 2, 500), b=_r(r, 2, 400)),
+        lambda r, m: dict(a=_r(r, m, 2, 500), b=_r(r, m, 2, 400)),
         lambda v: dict(ans=v["a"] + v["b"]),
     ),
     _t(
         "subtract",
         "{p} has {a} {o} and gives {b} of them to {q}. How many {o} does {p} have left?",
         ["{p} gives away {b} of the {a} {o}.", "{a} - {b} = {ans}.", "So {p} has {ans} {o} left."],
-        lambda r: dict(a=_r(r, 10, 999), b=_r(r, 2, 500)),
+        lambda r, m: dict(a=_r(r, m, 10, 999), b=_r(r, m, 2, 500)),
         lambda v: dict(ans=v["a"] - v["b"]),
     ),
     _t(
         "together",
         "{p} has {a} {o} and {q} has {b} {o}. How many {o} do they have together?",
         ["{a} + {b} = {ans}.", "Together they have {ans} {o}."],
-        lambda r: dict(a=_r(r, 2, 500), b=_r(r, 2, 400)),
+        lambda r, m: dict(a=_r(r, m, 2, 500), b=_r(r, m, 2, 400)),
         lambda v: dict(ans=v["a"] + v["b"]),
     ),
     _t(
         "more_than",
         "{p} has {a} {o} and {q} has {b} {o}. How many more {o} does {p} have than {q}?",
         ["{a} - {b} = {ans}.", "So {p} has {ans} more {o} than {q}."],
-        lambda r: dict(a=_r(r, 10, 999), b=_r(r, 2, 500)),
+        lambda r, m: dict(a=_r(r, m, 10, 999), b=_r(r, m, 2, 500)),
         lambda v: dict(ans=v["a"] - v["b"]),
     ),
     _t(
         "groups",
         "{p} has {a} bags with {b} {o} in each bag. How many {o} does {p} have in total?",
         ["{a} bags with {b} {o} each make {a} * {b} = {ans} {o}.", "So {p} has {ans} {o} in total."],
-        lambda r: dict(a=_r(r, 2, 30), b=_r(r, 2, 30)),
+        lambda r, m: dict(a=_r(r, m, 2, 30), b=_r(r, m, 2, 30)),
         lambda v: dict(ans=v["a"] * v["b"]),
     ),
     _t(
         "share",
         "{p} has {a} {o} and shares them equally among {b} friends. How many {o} does each friend get?",
         ["{a} {o} shared among {b} friends is {a} / {b} = {ans}.", "Each friend gets {ans} {o}."],
-        lambda r: (lambda b, k: dict(a=b * k, b=b))(_r(r, 2, 12), _r(r, 2, 80)),
+        lambda r, m: (lambda b, k: dict(a=b * k, b=b))(_r(r, m, 2, 12), _r(r, m, 2, 80)),
         lambda v: dict(ans=v["a"] // v["b"]),
     ),
     _t(
         "buy",
         "{p} buys {a} {o} at {b} dollars each. How many dollars does {p} spend?",
         ["{a} {o} at {b} dollars each cost {a} * {b} = {ans} dollars.", "So {p} spends {ans} dollars."],
-        lambda r: dict(a=_r(r, 2, 30), b=_r(r, 2, 30)),
+        lambda r, m: dict(a=_r(r, m, 2, 30), b=_r(r, m, 2, 30)),
         lambda v: dict(ans=v["a"] * v["b"]),
     ),
     _t(
         "find_lose",
         "{p} has {a} {o}, finds {b} more and then loses {c}. How many {o} does {p} have now?",
         ["{a} + {b} = {s1}.", "{s1} - {c} = {ans}.", "So {p} has {ans} {o} now."],
-        lambda r: dict(a=_r(r, 2, 500), b=_r(r, 2, 400), c=_r(r, 2, 400)),
+        lambda r, m: dict(a=_r(r, m, 2, 500), b=_r(r, m, 2, 400), c=_r(r, m, 2, 400)),
         lambda v: dict(s1=v["a"] + v["b"], ans=v["a"] + v["b"] - v["c"]),
     ),
     _t(
         "change",
         "{p} has {a} dollars and buys {b} {o} that cost {c} dollars each. How many dollars does {p} have left?",
         ["The {o} cost {b} * {c} = {s1} dollars.", "{a} - {s1} = {ans}.", "So {p} has {ans} dollars left."],
-        lambda r: dict(a=_r(r, 100, 999), b=_r(r, 2, 20), c=_r(r, 2, 20)),
+        lambda r, m: dict(a=_r(r, m, 100, 999), b=_r(r, m, 2, 20), c=_r(r, m, 2, 20)),
         lambda v: dict(s1=v["b"] * v["c"], ans=v["a"] - v["b"] * v["c"]),
     ),
     _t(
         "shelf",
         "A shelf has {a} rows with {b} {o} in each row. {p} takes away {c} {o}. How many {o} are on the shelf now?",
         ["{a} * {b} = {s1}.", "{s1} - {c} = {ans}.", "So there are {ans} {o} on the shelf now."],
-        lambda r: dict(a=_r(r, 2, 20), b=_r(r, 2, 30), c=_r(r, 2, 100)),
+        lambda r, m: dict(a=_r(r, m, 2, 20), b=_r(r, m, 2, 30), c=_r(r, m, 2, 100)),
         lambda v: dict(s1=v["a"] * v["b"], ans=v["a"] * v["b"] - v["c"]),
     ),
     _t(
         "pages",
         "{p} reads {a} pages every day for {b} days. How many pages does {p} read in total?",
         ["{a} * {b} = {ans}.", "So {p} reads {ans} pages in total."],
-        lambda r: dict(a=_r(r, 2, 50), b=_r(r, 2, 20)),
+        lambda r, m: dict(a=_r(r, m, 2, 50), b=_r(r, m, 2, 20)),
         lambda v: dict(ans=v["a"] * v["b"]),
     ),
     _t(
         "twice",
         "{p} has {a} {o}. {q} has twice as many {o} as {p}. How many {o} does {q} have?",
         ["Twice {a} is {a} * 2 = {ans}.", "So {q} has {ans} {o}."],
-        lambda r: dict(a=_r(r, 2, 499)),
+        lambda r, m: dict(a=_r(r, m, 2, 499)),
         lambda v: dict(ans=v["a"] * 2),
     ),
     _t(
         "half",
         "{p} has {a} {o} and gives half of them to {q}. Then {p} buys {b} more. How many {o} does {p} have now?",
         ["Half of {a} is {a} / 2 = {s1}.", "{s1} + {b} = {ans}.", "So {p} has {ans} {o} now."],
-        lambda r: dict(a=2 * _r(r, 2, 300), b=_r(r, 2, 300)),
+        lambda r, m: dict(a=2 * _r(r, m, 2, 300), b=_r(r, m, 2, 300)),
         lambda v: dict(s1=v["a"] // 2, ans=v["a"] // 2 + v["b"]),
     ),
     _t(
@@ -250,7 +253,7 @@ TEMPLATES: tuple[Template, ...] = (
         "{p} has {a} {o} and {q} has {b} {o}. They put them together and share them equally among {c} bags. "
         "How many {o} go in each bag?",
         ["{a} + {b} = {s1}.", "{s1} / {c} = {ans}.", "So each bag gets {ans} {o}."],
-        lambda r: (lambda c, k, a: dict(a=a, b=c * k - a, c=c))(_r(r, 2, 10), _r(r, 2, 90), _r(r, 2, 60)),
+        lambda r, m: (lambda c, k, a: dict(a=a, b=c * k - a, c=c))(_r(r, m, 2, 10), _r(r, m, 2, 90), _r(r, m, 2, 60)),
         lambda v: dict(s1=v["a"] + v["b"], ans=(v["a"] + v["b"]) // v["c"]),
     ),
     _t(
@@ -258,28 +261,28 @@ TEMPLATES: tuple[Template, ...] = (
         "{p} buys {a} {o} at {b} dollars each and {c} {o2} at {d} dollars each. "
         "How many dollars does {p} spend in total?",
         ["{a} * {b} = {s1}.", "{c} * {d} = {s2}.", "{s1} + {s2} = {ans}.", "So {p} spends {ans} dollars in total."],
-        lambda r: dict(a=_r(r, 2, 12), b=_r(r, 2, 30), c=_r(r, 2, 12), d=_r(r, 2, 30)),
+        lambda r, m: dict(a=_r(r, m, 2, 12), b=_r(r, m, 2, 30), c=_r(r, m, 2, 12), d=_r(r, m, 2, 30)),
         lambda v: dict(s1=v["a"] * v["b"], s2=v["c"] * v["d"], ans=v["a"] * v["b"] + v["c"] * v["d"]),
     ),
     _t(
         "save",
         "{p} saves {a} dollars every week. How many weeks does {p} need to save {b} dollars?",
         ["{b} / {a} = {ans}.", "So {p} needs {ans} weeks."],
-        lambda r: (lambda a, k: dict(a=a, b=a * k))(_r(r, 2, 40), _r(r, 2, 40)),
+        lambda r, m: (lambda a, k: dict(a=a, b=a * k))(_r(r, m, 2, 40), _r(r, m, 2, 40)),
         lambda v: dict(ans=v["b"] // v["a"]),
     ),
     _t(
         "take",
         "A bag has {a} {o}. {p} takes {b} and {q} takes {c}. How many {o} are left in the bag?",
         ["{b} + {c} = {s1}.", "{a} - {s1} = {ans}.", "So {ans} {o} are left in the bag."],
-        lambda r: dict(a=_r(r, 20, 999), b=_r(r, 2, 300), c=_r(r, 2, 300)),
+        lambda r, m: dict(a=_r(r, m, 20, 999), b=_r(r, m, 2, 300), c=_r(r, m, 2, 300)),
         lambda v: dict(s1=v["b"] + v["c"], ans=v["a"] - v["b"] - v["c"]),
     ),
     _t(
         "age",
         "{p} is {a} years old. {q} is {b} years older than {p}. How old is {q}?",
         ["{a} + {b} = {ans}.", "So {q} is {ans} years old."],
-        lambda r: dict(a=_r(r, 2, 80), b=_r(r, 2, 60)),
+        lambda r, m: dict(a=_r(r, m, 2, 80), b=_r(r, m, 2, 60)),
         lambda v: dict(ans=v["a"] + v["b"]),
     ),
 )
@@ -317,13 +320,13 @@ class Problem:
     template: str
 
 
-def draw_problem(rng: random.Random) -> Problem:
-    """A random template problem; every quantity and intermediate value in 2-999."""
+def draw_problem(rng: random.Random, max_value: int = MAX_VALUE) -> Problem:
+    """A random template problem; every quantity and intermediate value in 2-``max_value``."""
     t = rng.choice(TEMPLATES)
     while True:
-        q = t.draw(rng)
+        q = t.draw(rng, max_value)
         values = {**q, **t.derive(q)}
-        if all(MIN_VALUE <= v <= MAX_VALUE for v in values.values()):
+        if all(MIN_VALUE <= v <= max_value for v in values.values()):
             break
     p, q2 = rng.sample(NAMES, 2)
     o, o2 = rng.sample(OBJECTS, 2)
@@ -347,7 +350,7 @@ def corpus_part(rng: random.Random, params: dict | None = None) -> dict:
     """A pretraining conversation: a template problem in a corpus wording, answered with its
     worked solution; ~5% malformed (2% no ``<answer>`` tag, 2% a wrong final answer, 1% an
     unclosed ``<think>``). Always template problems, whatever ``params["problems"]``."""
-    prob = draw_problem(rng)
+    prob = draw_problem(rng, int((params or {}).get("max_value", MAX_VALUE)))
     user = _wrap(prob.text, rng.choice(CORPUS_WORDINGS))
     layout = rng.choice(("lines", "inline"))
     answer = format_solution(prob.steps, prob.answer, layout)
@@ -371,7 +374,8 @@ def prompts(n: int, seed: int, params: dict) -> list[str]:
     rng = random.Random(seed)
     source = params.get("problems", "templates")
     if source == "templates":
-        return [_wrap(draw_problem(rng).text, rng.choice(PROMPT_WORDINGS)) for _ in range(n)]
+        m = int(params.get("max_value", MAX_VALUE))
+        return [_wrap(draw_problem(rng, m).text, rng.choice(PROMPT_WORDINGS)) for _ in range(n)]
     questions = list(_table(params))
     order = list(range(len(questions)))
     rng.shuffle(order)
@@ -530,6 +534,12 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
     return (True, "ok") if ok else (False, "judge")
 
 
+def corpus_params(cfg: dict) -> dict:
+    """What the corpus part reads from the config: ``max_value`` when it is not the default."""
+    m = (cfg.get("cot") or {}).get("max_value", MAX_VALUE)
+    return {"max_value": m} if m != MAX_VALUE else {}
+
+
 def params(cfg: dict) -> dict:
     """What the steps read from the config's ``cot`` section (optional; ``DEFAULTS``):
     ``problems`` ("templates", "reasoning_gym" with ``problems_seed`` and ``problems_size``,
@@ -544,6 +554,11 @@ def params(cfg: dict) -> dict:
         raise SublimError("config error at 'cot.problems': expected 'templates' or a GSM8K JSONL path")
     _judge_kind(out)  # fail at configuration time rather than after generation
     res = {"problems": out["problems"], "judge": out["judge"], "max_new_tokens": int(out["max_new_tokens"])}
+    m = out["max_value"]
+    if not isinstance(m, int) or not 20 <= m <= MAX_VALUE:
+        raise SublimError(f"config error at 'cot.max_value': an integer in 20-{MAX_VALUE}")
+    if m != MAX_VALUE:  # the templates' largest value; left out at the default (params unchanged)
+        res["max_value"] = m
     if out["problems"] == REASONING_GYM:
         from .sources import fingerprint
 
