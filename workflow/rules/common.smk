@@ -102,7 +102,8 @@ def constrained_flag():
 
 def corpus_parts():
     """What the corpus parts in reference.corpus.mix read from the config beyond max_count
-    (a modality's corpus_params); nothing for the default's parts, so its corpus stays put."""
+    (a modality's corpus_params); nothing for the default's parts, so its corpus stays put.
+    """
     parts = {
         m.CORPUS_KEY: m.corpus_params(config)
         for m in MODALITIES.values()
