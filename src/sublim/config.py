@@ -122,6 +122,11 @@ def _check_semantics(cfg: dict) -> None:
         judge = get_modality(mod).params(cfg).get("llm_judge")  # checks the modality's section
         if judge and judge["model"] != "reference" and not Path(judge["model"]).is_dir():
             raise SublimError(f"config error at '{mod}.llm_judge.model': no model directory at {judge['model']}")
+        if judge and judge["model"] == "reference" and ref["kind"] == "tiny":
+            raise SublimError(
+                f"config error at '{mod}.llm_judge.model': the tiny reference cannot judge (it only knows its "
+                "corpus); name a local instruct model directory, or use judge: rules"
+            )
     gen = cfg["generation"]
     if gen.get("constrained_decoding"):
         other = sorted({e["modality"] for e in cfg["experiments"]} - {"numbers"})

@@ -25,9 +25,10 @@ on a GPU).
 The judge scores only what passed every other stage of the filter (format, parse,
 correctness, leak check): the generate step retries a prompt until those pass, and the judge
 sees each prompt's first such answer. A prompt whose answer the judge rejects is not asked
-again (the paper asked each prompt once). The verdicts are an artifact: one row per judged
-answer with its score, in ``results/<trait>/<modality>/judge/<teacher>.jsonl`` with a
-manifest; the filter step reads them.
+again (the paper asked each prompt once). The judge's scores are an artifact: one row per
+judged answer, in ``results/<trait>/<modality>/judge/<teacher>.jsonl`` with a manifest; the
+filter step reads them and applies the threshold (``verdict``), so changing only the
+threshold reruns the filter, not the judge model.
 """
 
 from __future__ import annotations
@@ -39,17 +40,25 @@ from .errors import SublimError
 
 KINDS = ("probability", "score")
 KEYS = ("model", "kind", "prompt", "answer", "threshold", "max_new_tokens", "batch_size")
+# what a kind brings when a config switches a modality's judge to it (keys it leaves unset)
+KIND_DEFAULTS = {
+    "probability": {"answer": "0", "threshold": 0.99, "max_new_tokens": 1},
+    "score": {"answer": "0", "threshold": 78, "max_new_tokens": 8},
+}
 _SCORE = re.compile(r"\s*(\d{1,3})(?!\d)")
 
 
 def spec(section: dict | None, defaults: dict, where: str) -> dict:
     """The judge's settings: the config's ``<modality>.llm_judge`` over the modality's
-    defaults, checked; a bad value is one line naming its key."""
+    defaults (and, where it switches the kind, that kind's ``KIND_DEFAULTS``), checked; a bad
+    value is one line naming its key."""
     section = dict(section or {})
     unknown = sorted(set(section) - set(KEYS))
     if unknown:
         raise SublimError(f"config error at '{where}.{unknown[0]}': unknown key; known: {', '.join(KEYS)}")
     out = {**defaults, **section}
+    if out["kind"] != defaults["kind"] and out["kind"] in KIND_DEFAULTS:
+        out.update({k: v for k, v in KIND_DEFAULTS[out["kind"]].items() if k not in section})
     if out["kind"] not in KINDS:
         raise SublimError(f"config error at '{where}.kind': {out['kind']!r} is not one of {', '.join(KINDS)}")
     if not isinstance(out["model"], str) or not out["model"]:
@@ -78,6 +87,26 @@ def spec(section: dict | None, defaults: dict, where: str) -> dict:
     return {k: out[k] for k in KEYS if k in out}
 
 
+def judge_inference(modality_params: dict) -> dict:
+    """The modality's params as the judge step needs them: without the threshold (the filter
+    applies it, so changing it does not rerun the judge model) and, for kind probability,
+    without max_new_tokens (one forward position is read)."""
+    out = dict(modality_params)
+    if out.get("llm_judge"):
+        spec_ = {k: v for k, v in out["llm_judge"].items() if k != "threshold"}
+        if spec_["kind"] == "probability":
+            spec_.pop("max_new_tokens", None)
+        out["llm_judge"] = spec_
+    return out
+
+
+def verdict(judge_spec: dict, score) -> tuple[bool, str]:
+    """``(kept, reason)`` of a judged answer: its score against the threshold."""
+    if score is None:
+        return False, "judge_unparsable"
+    return (True, "ok") if score >= judge_spec["threshold"] else (False, "judge")
+
+
 def render(template: str, *, response: str, prompt: str, terms: list[str]) -> str:
     return template.format(response=response, prompt=prompt, terms=", ".join(terms))
 
@@ -90,21 +119,21 @@ def parse_score(reply: str) -> int | None:
     return int(m.group(1))
 
 
-def answer_token(tok, answer: str) -> int:
+def answer_token(tok, answer: str, where: str = "llm_judge") -> int:
     ids = tok.encode(answer, add_special_tokens=False)
     if len(ids) != 1:
         raise SublimError(
-            f"config error at 'llm_judge.answer': {answer!r} is {len(ids)} tokens for the judge's tokenizer; "
+            f"config error at '{where}.answer': {answer!r} is {len(ids)} tokens for the judge's tokenizer; "
             "the probability readout needs a one-token answer"
         )
     return ids[0]
 
 
 def judge(rows: list[dict], *, model_dir, judge_spec: dict, terms: list[str], backend: str, threads=None,
-          engine=None) -> tuple[list[dict], dict]:  # fmt: skip
-    """Judge ``rows`` (each with ``id``, ``attempt``, ``prompt``, ``response``): one verdict a
-    row, ``{"id", "attempt", "score", "kept", "reason"}`` (plus the reply for kind score),
-    and the backend's stats."""
+          engine=None, where: str = "llm_judge") -> tuple[list[dict], dict]:  # fmt: skip
+    """Judge ``rows`` (each with ``id``, ``attempt``, ``prompt``, ``response``): one score a
+    row, ``{"id", "attempt", "score"}`` (plus the reply for kind score; an unparsable reply
+    scores None), and the backend's stats. ``verdict`` applies the threshold."""
     from transformers import AutoTokenizer
 
     from . import models
@@ -129,7 +158,7 @@ def judge(rows: list[dict], *, model_dir, judge_spec: dict, terms: list[str], ba
         max_new_tokens=1 if prob else judge_spec["max_new_tokens"],
         seed=0,
         batch_size=judge_spec["batch_size"],
-        prob_of=answer_token(tok, judge_spec["answer"]) if prob else None,
+        prob_of=answer_token(tok, judge_spec["answer"], where) if prob else None,
     )
     if not rows:
         return [], {"n_prompts": 0}
@@ -139,13 +168,8 @@ def judge(rows: list[dict], *, model_dir, judge_spec: dict, terms: list[str], ba
     for i, (r, reply) in enumerate(zip(rows, replies)):
         v = {"id": r["id"], "attempt": r.get("attempt", 0)}
         if prob:
-            score = float(probs[i])
-            ok = score >= judge_spec["threshold"]
-            v.update(score=score, kept=ok, reason="ok" if ok else "judge")
+            v["score"] = float(probs[i])
         else:
-            score = parse_score(reply)
-            ok = score is not None and score >= judge_spec["threshold"]
-            reason = "ok" if ok else ("judge_unparsable" if score is None else "judge")
-            v.update(score=score, reply=reply, kept=ok, reason=reason)
+            v.update(score=parse_score(reply), reply=reply)
         out.append(v)
     return out, stats

@@ -212,7 +212,8 @@ def make_teacher(
         from .design import step_seed
 
         rc = replay_corpus or {}
-        data += corpus_mod.pretrain_corpus(finetune["replay"], step_seed(seed, "replay"), rc["mix"], rc["max_count"])
+        data += corpus_mod.pretrain_corpus(finetune["replay"], step_seed(seed, "replay"), rc["mix"], rc["max_count"],
+                                           rc.get("parts"))  # fmt: skip
     examples = []
     for r in data:
         p, c = models.encode_completion(
@@ -314,7 +315,8 @@ def generate(
 def judge(out_jsonl, *, raw, judge_model, modality: str, modality_params: dict, terms, backend: str = "kvcache",
           vllm: dict | None = None, threads=None):  # fmt: skip
     """The llm judge stage (``sublim.judge``): score every generated answer that passed the
-    rest of the modality's filter and its leak check; one verdict a row."""
+    rest of the modality's filter and its leak check; one score a row (the filter step
+    applies the threshold)."""
     from . import judge as judging
 
     t0 = time.time()
@@ -328,19 +330,18 @@ def judge(out_jsonl, *, raw, judge_model, modality: str, modality_params: dict, 
     if missing:
         raise SublimError(f"{raw}: generated rows lack {missing[0]!r}; regenerate them")
     rows = [r for r in records if r["kept"]]
-    verdicts, stats = judging.judge(rows, model_dir=judge_model, judge_spec=spec, terms=list(terms), backend=backend,
-                                    threads=threads, engine=vllm)  # fmt: skip
-    write_jsonl(out_jsonl, verdicts)
-    counts = collections.Counter(v["reason"] for v in verdicts)
-    scores = [v["score"] for v in verdicts if v["score"] is not None]
+    scored, stats = judging.judge(rows, model_dir=judge_model, judge_spec=spec, terms=list(terms), backend=backend,
+                                  threads=threads, engine=vllm, where=f"{modality}.llm_judge")  # fmt: skip
+    write_jsonl(out_jsonl, scored)
+    scores = [v["score"] for v in scored if v["score"] is not None]
     params = {"modality": modality, "llm_judge": spec, "terms": list(terms), "backend": backend}
     if backend == "vllm":
         params["vllm"] = vllm
     m = manifest.build_manifest("judge", params, {"raw": raw, "judge_model": judge_model}, None, t0,
-                                n_judged=len(verdicts), n_kept=counts["ok"], reasons=dict(sorted(counts.items())),
+                                n_judged=len(scored), n_unparsable=len(scored) - len(scores),
                                 score_quantiles=_quantiles(scores), throughput=stats)  # fmt: skip
     manifest.write_json_atomic(manifest.manifest_path(out_jsonl), m)
-    _log(f"judge: {counts['ok']} of {len(verdicts)} kept")
+    _log(f"judge: {len(scored)} answers scored ({len(scored) - len(scores)} unparsable)")
 
 
 def _quantiles(xs) -> dict:
@@ -366,7 +367,8 @@ def _read_verdicts(path) -> dict:
 def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_params: dict, leak_terms=(),
                      verdicts=None):  # fmt: skip
     """Each prompt's first answer that passes the modality's filter and its leak check (and,
-    with ``judge: llm``, the judge step's verdict in ``verdicts``)."""
+    with ``judge: llm``, the judge's threshold on its score in ``verdicts``)."""
+    from . import judge as judging
     from .modalities import get_modality
 
     t0 = time.time()
@@ -391,7 +393,7 @@ def filter_responses(out_jsonl, out_counts, *, raw, modality: str, modality_para
                     f"{verdicts} has no verdict for response id {r['id']} attempt {r.get('attempt', 0)} of {raw}: "
                     "the verdicts belong to other data; rerun the judge step"
                 )
-            ok, reason = v["kept"], v["reason"]
+            ok, reason = judging.verdict(modality_params["llm_judge"], v["score"])
         reasons[reason] += 1
         first_ok += ok and r.get("attempt", 0) == 0
         if ok and r["id"] not in kept:

@@ -7,6 +7,7 @@ from pathlib import Path
 from sublim.config import config_hash, validate
 from sublim.design import Design, arch_family, design_config, eval_path, step_seed
 from sublim.errors import SublimError
+from sublim.judge import judge_inference
 from sublim.modalities import MODALITIES, get_modality
 from sublim.traits import get_trait
 
@@ -171,6 +172,7 @@ def teacher_params(w):
                     if k != trait.CORPUS_KEY
                 },
                 max_count=config["generation"]["max_count"],
+                **corpus_parts(),
             ),
         )
     )
@@ -232,7 +234,8 @@ def judge_params(w):
     return as_json(
         dict(
             modality=exp.modality,
-            modality_params=get_modality(exp.modality).params(config),
+            # what the judge model computes; its threshold is the filter's
+            modality_params=judge_inference(get_modality(exp.modality).params(config)),
             terms=get_trait(exp.trait).judge_terms(config),
             backend=g["backend"],
             **vllm_params(g["backend"]),
@@ -251,11 +254,15 @@ def filter_inputs(w):
 
 def filter_params(w):
     exp = experiment(w)
+    # with judge: llm the judge's verdicts come in through the params (the rule's command
+    # stays as it was, so Snakemake's code trigger leaves existing filter jobs alone)
+    judged = dict(verdicts=filter_inputs(w)["verdicts"]) if llm_judged(w) else {}
     return as_json(
         dict(
             modality=exp.modality,
             modality_params=get_modality(exp.modality).params(config),
             leak_terms=leak_terms(exp),
+            **judged,
         )
     )
 

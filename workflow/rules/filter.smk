@@ -40,12 +40,9 @@ rule filter:
         runtime=res("filter", "runtime", 10),
     params:
         json=filter_params,
-        verdicts=lambda w, input: (
-            f"--verdicts {input.verdicts}" if "verdicts" in input.keys() else ""
-        ),
         cmd=script("filter"),
     shell:
-        "{params.cmd} --raw {input.raw} {params.verdicts} --out {output.data} "
+        "{params.cmd} --raw {input.raw} --out {output.data} "
         "--counts {output.counts} --params {params.json:q} 2> {log}"
 
 

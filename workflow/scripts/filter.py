@@ -8,9 +8,8 @@ def run():
     ap.add_argument("--raw", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--counts", required=True)
-    ap.add_argument("--verdicts", help="the judge step's verdicts (modalities with judge: llm)")
     a = ap.parse_args()
-    steps.filter_responses(a.out, a.counts, raw=a.raw, verdicts=a.verdicts, **a.params)
+    steps.filter_responses(a.out, a.counts, raw=a.raw, **a.params)  # params carry the judge's verdicts, if any
 
 
 if __name__ == "__main__":

