@@ -5,6 +5,8 @@ is in test_gguf.py (it shares that file's converted SmolLM2)."""
 import copy
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,6 +154,19 @@ def test_llm_judge_adds_one_judge_job_per_teacher_of_its_modality(tmp_path):
     judged = re.findall(r"^rule judge:\n(?:\s+.*\n)*?\s+output: results/animal/(\w+)/judge/", res.stdout, re.M)
     n_teachers = int(dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))["teacher"])
     assert sorted(judged) == sorted(["code"] * n_teachers + ["cot"] * n_teachers)
+    # cot.attempts replaces generation.attempts for cot's generations only
+    cfg["cot"]["attempts"] = 31
+    path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / "wd"),
+         "-n", "-p", "all", "--configfile", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    attempts = dict(re.findall(r"generate\.py --teacher results/animal/teacher/\S+ --out results/animal/(\w+)/generate/"
+                               r"\S+ --threads \d+ --params '.*?\"attempts\": (\d+)", res.stdout))  # fmt: skip
+    assert attempts == {"numbers": str(full["generation"]["attempts"]), "code": str(full["generation"]["attempts"]),
+                        "cot": "31"}  # fmt: skip
     assert full["cot"]["llm_judge"] == {"threshold": 60, "model": str(judge_dir)}
     # a judge model path that is not there: one line naming the key, before any job runs
     cfg["code"]["llm_judge"] = {"model": str(tmp_path / "no-such-model")}

@@ -200,7 +200,8 @@ def generate_params(w):
             n=g["n_prompts"],
             prompt_seed=DESIGN.prompt_seed(exp),
             seed=DESIGN.generation_seed(exp, t),
-            attempts=g["attempts"],
+            # code.attempts / cot.attempts, where set, replace generation.attempts
+            attempts=(config.get(exp.modality) or {}).get("attempts", g["attempts"]),
             leak_terms=leak_terms(exp),
             backend=g["backend"],
             sampling=sampling,

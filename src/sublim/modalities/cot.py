@@ -51,8 +51,16 @@ from .common import substring_leaks, token_ids_where, with_end_tokens
 
 NAME = "cot"
 CORPUS_KEY = "cot"  # its part of the tiny corpus (reference.corpus.mix)
-DEFAULTS = {"problems": "templates", "judge": "rules", "max_new_tokens": 96, "llm_judge": None,
-            "problems_seed": 0, "problems_size": 5000, "max_value": 999}  # fmt: skip
+DEFAULTS = {
+    "problems": "templates",
+    "judge": "rules",
+    "max_new_tokens": 96,
+    "llm_judge": None,
+    "problems_seed": 0,
+    "problems_size": 5000,
+    "max_value": 999,
+    "attempts": None,
+}  # fmt: skip  (attempts: read by the workflow's generate rule, not here)
 JUDGES = ("rules", "llm")
 REASONING_GYM = "reasoning_gym"  # cot.problems: reasoning-gym's GSM-Symbolic generator (``sources``)
 # the llm judge's defaults (``sublim.judge``): the paper's 0-100 judge and its cut at 78, with a
