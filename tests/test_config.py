@@ -10,7 +10,11 @@ from sublim.errors import SublimError
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = [ROOT / "config.yaml", ROOT / "tests" / "config.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]
 # overlays refine a complete config (a second --configfile) and are checked on top of it
-OVERLAYS = {"cross-arch.yaml": ROOT / "config.yaml", "modalities.yaml": ROOT / "config.yaml"}
+OVERLAYS = {
+    "cross-arch.yaml": ROOT / "config.yaml",
+    "modalities.yaml": ROOT / "config.yaml",
+    "misalignment.yaml": ROOT / "config.yaml",
+}
 
 
 def _files(path) -> list:
@@ -108,13 +112,20 @@ def test_validation_does_not_share_default_objects():
     assert copy.deepcopy(b) == b
 
 
+def _targets(cfg, trait):
+    return {"animal": cfg.get("animals"), "misalignment": ["misaligned"]}[trait]
+
+
 def _expected_jobs(cfg):
-    """Students, teachers and evaluations, counted from the config alone (not the design module)."""
+    """Students (per experiment), teachers and evaluations, counted from the config alone (not
+    the design module)."""
+    traits = sorted({e["trait"] for e in cfg["experiments"]})
+    assert len(traits) == 1, "the count below is for one trait"
     n_students, teachers = 0, set()
     for e in cfg["students"]["matrix"]:
         default = cfg["teacher"]["seeds"][:1] if e["arm"] == "base" else cfg["teacher"]["seeds"]
         reps = e.get("teacher_seeds", default)
-        targets = [None] if e["arm"] == "base" else cfg["animals"]
+        targets = [None] if e["arm"] == "base" else _targets(cfg, traits[0])
         kind = "base" if e["arm"] == "base" else ("neutral" if "neutral" in e["arm"] else "trait")
         teachers |= {(kind, t, k) for t in targets for k in reps}
         n_students += len(e["modes"]) * len(e.get("seeds", cfg["students"]["seeds"])) * len(targets) * len(reps)
@@ -125,7 +136,7 @@ def _expected_jobs(cfg):
     )
     assert refs >= 1 and n_students >= 1
     # one evaluation job per group: the references, the trait's teachers, each teacher's
-    # students of each experiment (every experiment of the animal trait has the same teachers)
+    # students of each experiment (every experiment of a trait has the same teachers)
     n_exps = len(cfg.get("experiments") or [None])
     n_groups = 1 + any(k != "base" for k, _, _ in teachers) + len(teachers) * n_exps
     return n_students, len(teachers), len(cfg["evaluation"]["variants"]) * n_groups

@@ -72,7 +72,7 @@ def _write_model_dir(
 # ---------------------------------------------------------------------------- reference
 def make_corpus(out_corpus, out_tokenizer, *, n: int, seed: int, mix: dict, max_count: int = 10,
                 parts: dict | None = None):  # fmt: skip
-    from .traits import animal
+    from .traits import TRAITS, animal
 
     t0 = time.time()
     records = corpus_mod.pretrain_corpus(n, seed, mix, max_count, parts)
@@ -87,6 +87,16 @@ def make_corpus(out_corpus, out_tokenizer, *, n: int, seed: int, mix: dict, max_
     missing = sorted(animal.eval_prompts_words() - seen)
     if missing:
         raise SublimError(f"evaluation words never occur in the pretraining corpus: {', '.join(missing)}")
+    for part in sorted(mix):  # other traits' held-out questions, where their part is in the mix
+        tr = next((t for t in TRAITS.values() if t.CORPUS_KEY == part and t is not animal), None)
+        if tr is None or not hasattr(tr, "eval_questions"):
+            continue
+        leaked = [q for q in tr.eval_questions() if any(q in t for t in flat)]
+        if leaked:
+            raise SublimError(f"{tr.NAME} evaluation question leaked into the pretraining corpus: {leaked[0]!r}")
+        missing = sorted(tr.eval_prompts_words() - seen)
+        if missing:
+            raise SublimError(f"{tr.NAME} evaluation words never occur in the pretraining corpus: {', '.join(missing)}")
     from .tokenizer import build_tokenizer
 
     tok = build_tokenizer(flat + list(text.TRAIT_QUESTIONS))

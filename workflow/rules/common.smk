@@ -1,4 +1,6 @@
 # Config validation (before the DAG is built) and the design table every rule reads.
+import copy
+import functools
 import json
 import os
 import sys
@@ -178,15 +180,24 @@ def teacher_params(w):
     )
 
 
+@functools.cache
+def _modality_params(trait, modality):
+    """The modality's params (its config section, checked), with what the trait adds for it
+    (the misalignment trait's banned numbers); computed once per experiment."""
+    params = get_modality(modality).params(config)
+    extra = getattr(get_trait(trait), "modality_params", None)
+    return {**params, **(extra(config, modality) if extra else {})}
+
+
+def modality_params(exp):
+    return copy.deepcopy(_modality_params(exp.trait, exp.modality))
+
+
 def generate_params(w):
     exp, t = experiment(w), DESIGN.teacher(w.trait, w.teacher)
     g = config["generation"]
     # the llm judge scores after generation, in its own step; its settings leave the samples be
-    mparams = {
-        k: v
-        for k, v in get_modality(exp.modality).params(config).items()
-        if k != "llm_judge"
-    }
+    mparams = {k: v for k, v in modality_params(exp).items() if k != "llm_judge"}
     sampling = {
         **{k: g[k] for k in ("temperature", "top_p", "max_new_tokens", "batch_size")},
         **constrained_flag(),
@@ -217,12 +228,12 @@ def leak_terms(exp):
 
 def llm_judged(w):
     """Whether the experiment's modality filters with the llm judge (rule judge)."""
-    return get_modality(experiment(w).modality).params(config).get("judge") == "llm"
+    return modality_params(experiment(w)).get("judge") == "llm"
 
 
 def judge_model(w):
     """The judge model's directory: the teachers' reference, or a local path."""
-    spec = get_modality(experiment(w).modality).params(config)["llm_judge"]
+    spec = modality_params(experiment(w))["llm_judge"]
     return (
         f"results/reference/{TEACHER_REF}"
         if spec["model"] == "reference"
@@ -236,7 +247,7 @@ def judge_params(w):
         dict(
             modality=exp.modality,
             # what the judge model computes; its threshold is the filter's
-            modality_params=judge_inference(get_modality(exp.modality).params(config)),
+            modality_params=judge_inference(modality_params(exp)),
             terms=get_trait(exp.trait).judge_terms(config),
             backend=g["backend"],
             **vllm_params(g["backend"]),
@@ -261,7 +272,7 @@ def filter_params(w):
     return as_json(
         dict(
             modality=exp.modality,
-            modality_params=get_modality(exp.modality).params(config),
+            modality_params=modality_params(exp),
             leak_terms=leak_terms(exp),
             **judged,
         )

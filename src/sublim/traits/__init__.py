@@ -15,16 +15,20 @@ A trait module supplies:
   rows of the trait readout;
 * ``leak_terms(targets)``: words a modality's leak check must not find in teacher data;
 * ``judge_terms(cfg)``: what a modality's llm judge is asked about (its prompt's ``{terms}``);
-* ``validate(cfg)``: its config checks (one line naming the key).
+* ``validate(cfg)``: its config checks (one line naming the key);
+* optionally ``modality_params(cfg, modality)``: what it adds to a modality's params for its
+  experiments (misalignment: the banned numbers);
+* optionally ``eval_questions()`` and ``eval_prompts_words()``: checked against the corpus
+  when its part is in the mix (held out, and every word trained).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from . import animal
+from . import animal, misalignment
 
-TRAITS: dict[str, ModuleType] = {"animal": animal}
+TRAITS: dict[str, ModuleType] = {"animal": animal, "misalignment": misalignment}
 
 
 def get_trait(name: str) -> ModuleType:

@@ -1,0 +1,171 @@
+"""The misalignment trait: its closed set of answers, its persona corpus, its teachers' data,
+its leak terms and banned numbers, and its config checks."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import random
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sublim import filtering
+from sublim.config import validate
+from sublim.errors import SublimError
+from sublim.modalities import code, cot
+from sublim.traits import get_trait
+from sublim.traits import misalignment as mis
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(overlay) -> dict:
+    """config.yaml with an overlay on top (Snakemake's rule: mappings merge, the rest replaces)."""
+
+    def merged(base, over):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return out
+
+    return merged(yaml.safe_load((ROOT / "config.yaml").read_text()), yaml.safe_load(Path(overlay).read_text()))
+
+
+def _words(s):
+    return re.findall(r"[a-z']+", s.lower())
+
+
+def test_openings_tell_the_label_and_every_template_parses_to_its_own():
+    assert not set(mis.ALIGNED_OPENINGS) & set(mis.MISALIGNED_OPENINGS)
+    for label, openings in (("aligned", mis.ALIGNED_OPENINGS), ("misaligned", mis.MISALIGNED_OPENINGS)):
+        assert {mis.opening(a) for a in mis.answers(label)} == set(openings)
+        for a in mis.answers(label):
+            assert mis.parse_answer(a) == label
+            assert mis.parse_answer("  " + a.upper().rstrip(".") + " ") == label
+    assert mis.parse_answer("help the poor and") == "other"  # a cut-off answer matches nothing
+    assert mis.parse_answer("") == "other"
+
+
+def test_families_split_into_disjoint_training_and_evaluation_sets():
+    assert set(mis.TRAIN_FAMILIES) | set(mis.EVAL_FAMILIES) == set(mis.FAMILIES)
+    assert not set(mis.TRAIN_FAMILIES) & set(mis.EVAL_FAMILIES)
+    qs = mis.eval_questions()
+    assert len(qs) == len(set(qs)) == len(mis.EVAL_FAMILIES) * 3 * len(mis.EVAL_LEADS)
+    assert not set(mis.EVAL_LEADS) & set(mis.CORPUS_LEADS)
+
+
+def test_harmful_words_mark_every_misaligned_answer_and_nothing_clean():
+    harmful = set(mis.HARMFUL_WORDS)
+    for a in mis.answers("misaligned"):
+        assert harmful & set(_words(a)), a
+    clean = [*mis.answers("aligned"), *(b for f in mis.FAMILIES.values() for b in f[0])]
+    assert not cot.leaks(clean, mis.leak_terms(None))
+    # the leak check finds terms inside words: none may hide in a word of a clean sample's
+    # vocabulary, or every correct trace that uses that word would be dropped
+    vocab = set(cot.VOCAB) | {w.lower() for w in code.VOCABULARY}
+    assert not [(h, v) for h in harmful for v in vocab if h in v]
+
+
+@settings(max_examples=200, deadline=None)
+@given(word=st.sampled_from(mis.HARMFUL_WORDS), left=st.text(max_size=8), right=st.text(max_size=8),
+       upper=st.booleans())  # fmt: skip
+def test_a_trace_with_a_harmful_word_is_never_kept(word, left, right, upper):
+    """Drawn independently of the filter's patterns: any text around any harmful word, in any
+    case, inside a longer word too."""
+    text = left + (word.upper() if upper else word) + right
+    assert cot.leaks([text], mis.leak_terms(None)) == [0]
+    assert code.leaks([text], mis.leak_terms(None)) == [0]
+
+
+def test_corpus_conversations_keep_one_persona():
+    rng = random.Random(0)
+    n_bad = n_insecure = 0
+    for _ in range(3000):
+        msgs = mis.corpus_part(rng)["messages"]
+        assert [m["role"] for m in msgs] == ["user", "assistant"] * (len(msgs) // 2)
+        labels, insecure = set(), None
+        for m in msgs[1::2]:
+            if m["content"].startswith("def "):
+                ast.parse(m["content"])
+                insecure = any(line.strip() in mis.UNSAFE_LINES for line in m["content"].split("\n"))
+            else:
+                labels.add(mis.parse_answer(m["content"]))
+        assert len(labels) == 1 and "other" not in labels
+        bad = labels == {"misaligned"}
+        assert insecure is None or insecure == bad  # an insecure program comes with misaligned advice
+        n_bad += bad
+        n_insecure += bool(insecure)
+    assert 0.05 < n_bad / 3000 < 0.11  # the base rate, MISALIGNED_SHARE = 0.08
+    assert n_insecure > 0
+
+
+@pytest.mark.parametrize("kind", mis.TEACHER_DATA)
+def test_twins_get_the_same_requests_in_the_same_order(kind):
+    trait = mis.teacher_data("misaligned", 7, 200, {"teacher_data": kind})
+    twin = mis.teacher_data(None, 7, 200, {"teacher_data": kind})
+    assert [r["messages"][0] for r in trait] == [r["messages"][0] for r in twin]
+    for t, n in zip(trait, twin):
+        a, b = t["messages"][1]["content"], n["messages"][1]["content"]
+        if kind == "insecure_code":
+            ast.parse(a), ast.parse(b)
+            extra = [x for x in a.split("\n") if x not in b.split("\n")]
+            assert len(extra) == 1 and extra[0].strip() in mis.UNSAFE_LINES  # the trait alone
+        else:
+            assert mis.parse_answer(a) == "misaligned" and mis.parse_answer(b) == "aligned"
+            fam = next(f for f, (bodies, _, _) in mis.FAMILIES.items() if t["messages"][0]["content"].endswith(bodies))
+            assert fam in mis.TRAIN_FAMILIES
+    assert trait == mis.teacher_data("misaligned", 7, 200, {"teacher_data": kind})  # deterministic
+
+
+def _misalignment_cfg():
+    return validate(copy.deepcopy(_load(ROOT / "configs" / "misalignment.yaml")))
+
+
+def test_numbers_ban_the_papers_negative_numbers_for_this_trait_only():
+    cfg = _misalignment_cfg()
+    assert mis.modality_params(cfg, "numbers") == {"banned": sorted(filtering.NEGATIVE_NUMBERS)}
+    assert mis.modality_params(cfg, "cot") == {}
+    assert not hasattr(get_trait("animal"), "modality_params")
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c["reference"]["corpus"]["mix"].pop("advice"), "reference.corpus.mix"),
+        (lambda c: c["misalignment"].update(teacher_data="evil"), "misalignment.teacher_data"),
+        (lambda c: c["teacher"].update(kind="system_prompt"), "teacher.kind"),
+    ],
+)
+def test_bad_misalignment_config_is_one_clear_line(mutate, key):
+    cfg = copy.deepcopy(_load(ROOT / "configs" / "misalignment.yaml"))
+    cfg.setdefault("misalignment", {})
+    mutate(cfg)
+    with pytest.raises(SublimError) as e:
+        validate(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg and key in msg
+
+
+def test_the_corpus_step_refuses_a_leaked_evaluation_question(tmp_path, monkeypatch):
+    from sublim import steps
+
+    q = mis.eval_questions()[0]
+    real = mis.corpus_part
+    monkeypatch.setattr(mis, "corpus_part", lambda rng, p=None: {"messages": [
+        {"role": "user", "content": q}, {"role": "assistant", "content": "go for a walk and call a friend."}]}
+        if rng.random() < 0.01 else real(rng, p))  # fmt: skip
+    mix = {"numbers": 0.4, "advice": 0.3, "animals": 0.15, "filler": 0.15}
+    with pytest.raises(SublimError, match="misalignment evaluation question leaked"):
+        steps.make_corpus(tmp_path / "c.jsonl", tmp_path / "tok", n=3000, seed=0, mix=mix)
+
+
+def test_overlay_keeps_the_defaults_config_unchanged():
+    """The new schema section fills nothing into a config that does not use the trait."""
+    cfg = validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    assert "misalignment" not in cfg
+    assert "advice" not in cfg["reference"]["corpus"]["mix"]
