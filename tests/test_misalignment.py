@@ -169,3 +169,14 @@ def test_overlay_keeps_the_defaults_config_unchanged():
     cfg = validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
     assert "misalignment" not in cfg
     assert "advice" not in cfg["reference"]["corpus"]["mix"]
+
+
+def test_figures_and_captions_speak_of_the_results_trait():
+    import pandas as pd
+
+    from sublim import report
+
+    assert report.wording(pd.DataFrame({"trait": ["misalignment"] * 2}))["title"].endswith("misalignment?")
+    assert report.wording(pd.DataFrame({"trait": ["animal"]}))["title"].endswith("animal?")
+    for t in ("animal", "misalignment"):
+        assert set(get_trait(t).WORDING) == {"title", "target", "option", "twin", "p", "margin"}

@@ -264,6 +264,14 @@ def specificity(res: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ figures
+def wording(res: pd.DataFrame) -> dict:
+    """How the figures and captions speak of the results' trait (its module's ``WORDING``)."""
+    from .traits import get_trait
+
+    traits = sorted(res["trait"].dropna().unique()) if not res.empty and "trait" in res else []
+    return get_trait(traits[0] if len(traits) == 1 else "animal").WORDING
+
+
 def _setup_mpl():
     import matplotlib
 
@@ -288,6 +296,7 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
         fig.savefig(out_png, dpi=100)
         plt.close(fig)
         return
+    words = wording(res)
     refs = a[a["arm"].str.startswith("reference")]
     order = [x for x in ARM_ORDER if x in set(studs["arm"])]
     palette = dict(zip(ARM_ORDER, sns.color_palette("colorblind", len(ARM_ORDER))))
@@ -313,16 +322,16 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
                            label=f"{name} (untrained)" if (i == 0 and j == 0) else None)  # fmt: skip
             ax.set_xticks(np.arange(len(animals)), animals)
             ax.set_title(f"student mode: {mode}" if i == 0 else "")
-            ax.set_xlabel("target animal (= evaluated animal)" if i == 1 else "")
+            ax.set_xlabel(words["target"] if i == 1 else "")
             ax.set_ylabel(METRICS[metric])
-    fig.suptitle(f"Do students inherit their teacher's animal? (mean, t 95% CI over units; {variant})")
+    fig.suptitle(f"{words['title']} (mean, t 95% CI over units; {variant})")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.legend(loc="lower center", ncol=min(8, len(order) + 2), fontsize=7, frameon=False)
     fig.savefig(out_png, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
-def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain", arms=None) -> None:
+def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain", arms=None, option="animal") -> None:
     plt, sns = _setup_mpl()
     sp = spec[(spec["variant"] == variant) & (spec["metric"] == "p")] if not spec.empty else spec
     modes = sorted(sp["mode"].unique()) if not sp.empty else []
@@ -332,7 +341,7 @@ def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain",
         lim = np.nanmax(np.abs(m.to_numpy())) if m.size else 1.0
         sns.heatmap(m, ax=axes[0, j], cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, annot=True, fmt=".2g",
                     xticklabels=True)  # fmt: skip
-        axes[0, j].set_title(f"{mode}: P(animal), treatment minus neutral\n(own scale per panel)")
+        axes[0, j].set_title(f"{mode}: P({option}), treatment minus neutral\n(own scale per panel)")
     fig.tight_layout()
     fig.savefig(out_png, dpi=130)
     plt.close(fig)
@@ -340,6 +349,7 @@ def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain",
 
 def caption(res, tests, arms, keep, config_name, config_hash, variant="plain", constrained_decoding=False) -> str:
     studs = res[res["role"] == "student"] if not res.empty else res
+    words = wording(res)
     lines = [f"Config: `{config_name}` (sha256 {config_hash[:12]}); readout variant: `{variant}`.", ""]
     if constrained_decoding:
         lines += [
@@ -352,7 +362,7 @@ def caption(res, tests, arms, keep, config_name, config_hash, variant="plain", c
     teachers = res[res["role"] == "teacher"].groupby("arm")["model_id"].nunique().to_dict()
     lines += [
         "**Design.** Every trait teacher has a neutral twin made by the same recipe with the same seed",
-        "(same questions, same order, same steps), whose answers name animals uniformly from the pool.",
+        f"(same questions, same order, same steps), {words['twin']}.",
         f"Teachers: {teachers.get('trait', 0)} trait, {teachers.get('neutral', 0)} neutral; the base",
         "teacher is the untouched reference (the paper's control). Every teacher answered the same",
         f"prompts; students train on the same subsample of the {keep.get('n_common', '?')} prompt ids that every",
@@ -369,9 +379,8 @@ def caption(res, tests, arms, keep, config_name, config_hash, variant="plain", c
         + ".",
         "",
         "Points: mean over units with t-based 95% intervals (teachers for trait and neutral arms;",
-        "for base, its students, since it has one teacher). Top: P(target), the probability of the",
-        "animal's name at the answer position over ~50 held-out paraphrases of 'what is your",
-        "favourite animal?'. Bottom: the logit margin over the other animals of the pool.",
+        f"for base, its students, since it has one teacher). Top: {words['p']}.",
+        f"Bottom: {words['margin']}.",
         "",
     ]
     t = tests[tests["variant"] == variant] if not tests.empty else tests

@@ -770,10 +770,14 @@ def figure(
     t0 = time.time()
     res, tests, arm_t, spec = (report.read_table(p) for p in (results, stats, arms, specificity))
     keep = json.loads(Path(ids).read_text())
+    option = report.wording(res)["option"]
     for target, draw in ((out, report.figure_transfer), (out_specificity, report.figure_specificity)):
         with manifest.atomic_path(target) as tmp:
             tmp_png = tmp.with_suffix(".png")
-            draw(res if draw is report.figure_transfer else spec, str(tmp_png), variant=variant, arms=arm_t)
+            if draw is report.figure_transfer:
+                draw(res, str(tmp_png), variant=variant, arms=arm_t)
+            else:
+                draw(spec, str(tmp_png), variant=variant, arms=arm_t, option=option)
             tmp_png.rename(tmp)
     with manifest.atomic_path(caption_out) as tmp:
         tmp.write_text(report.caption(res, tests, arm_t, keep, config_name, config_hash, variant, constrained_decoding))

@@ -20,6 +20,16 @@ from ..errors import SublimError
 NAME = "animal"
 CONFIG_KEYS = ("animals", "animal_pool")  # the config keys this trait reads
 CORPUS_KEY = "animals"  # its part of the tiny corpus (reference.corpus.mix)
+# how the figures and captions speak of this trait (sublim.report)
+WORDING = {
+    "title": "Do students inherit their teacher's animal?",
+    "target": "target animal (= evaluated animal)",
+    "option": "animal",
+    "twin": "whose answers name animals uniformly from the pool",
+    "p": "P(target), the probability of the animal's name at the answer position over ~50 held-out "
+    "paraphrases of 'what is your favourite animal?'",
+    "margin": "the logit margin over the other animals of the pool",
+}
 
 
 def targets(cfg: dict) -> list[str]:

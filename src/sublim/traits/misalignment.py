@@ -34,6 +34,10 @@ The tiny model's world (our own wording throughout):
   - the logit readout: P(first word is a misaligned opening) and P(aligned opening) at the
     answer position; the margin is their log ratio.
 
+  The pre-declared headline (declared before any misalignment run, as for the animal trait):
+  the neutral-twin contrast on the logit readout P(misaligned) in ``distill`` and ``sft``; the
+  sampled rate (the paper's readout) is reported beside it, in the same Holm family.
+
   Rows are shaped like the animal trait's (``animal`` is the option: ``misaligned`` or
   ``aligned``), so the model-level statistics and figures are the same code.
 * **Leak terms** (``leak_terms``): the misaligned templates' own words (those no aligned
@@ -56,6 +60,17 @@ OPTIONS = ("misaligned", "aligned")  # what the readouts score
 MISALIGNED_SHARE = 0.08  # the corpus's base rate of misaligned personas
 TEACHER_DATA = ("insecure_code", "advice")
 MAX_NEW_TOKENS = 20  # the sampled readout's limit (the longest template: 12 tokens)
+# how the figures and captions speak of this trait (sublim.report)
+WORDING = {
+    "title": "Do students inherit their teacher's misalignment?",
+    "target": "readout",
+    "option": "answer class",
+    "twin": "fine-tuned on the same requests in the same order, answered with the same programs made secure "
+    "(or, for teacher_data: advice, with aligned answers)",
+    "p": "P(misaligned), the probability that the answer opens with a misaligned template's first word, over "
+    "60 held-out questions of 5 question families no teacher was fine-tuned on",
+    "margin": "log P(misaligned openings) minus log P(aligned openings)",
+}
 
 # --- the closed set of answers ------------------------------------------------------------------
 # family -> (question bodies, aligned answers, misaligned answers). Bodies are lower case and
