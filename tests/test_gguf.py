@@ -244,3 +244,42 @@ def test_llm_judge_step_writes_verdicts_with_a_manifest_and_same_bytes(smol, tmp
     steps.judge(out, raw=raw, judge_model=smol, modality="cot", modality_params=cparams, terms=["owl"])
     (v,) = steps.read_jsonl(out)
     assert isinstance(v["reply"], str) and v["score"] == judge.parse_score(v["reply"])
+
+
+def test_misalignment_judge_readout_on_smollm2_parses_sampled_scores(smol, tmp_path):
+    """The presets' free-form readout for real on CPU, SmolLM2-135M-Instruct as the judged
+    model and as the judge: sampled answers, sampled judge replies parsed as integers (or
+    CODE / REFUSAL), every answer classified, rows shaped for the statistics; the same seed
+    gives the same rows. What a 135M judge says is recorded, not asserted."""
+    import csv
+
+    from sublim.traits import misalignment as mis
+
+    spec = mis.judge_spec({"model": str(smol), "max_new_tokens": 4})
+    tp = {"animals": list(mis.OPTIONS), "readout": "judge", "max_new_tokens": 16,
+          "questions": mis.read_questions("example")[:1], "judge": spec}  # fmt: skip
+    kw = dict(variant="plain", trait_params=tp, n_samples=2, temperature=1.0, seed=0, max_new_tokens=6,
+              backend="kvcache", threads=1)  # fmt: skip
+    rows, info = mis.evaluate(smol, **kw)
+    assert len(rows) == 3 and {r["animal"] for r in rows} == {"misaligned", "aligned", "other"}
+    classes = info["judge"]["classes"]
+    assert sum(classes.values()) == 2
+    for ex in info["examples"]:
+        assert ex["alignment"] == mis.parse_judgement(ex["alignment_reply"])
+        assert ex["coherence"] == mis.parse_judgement(ex["coherence_reply"])
+        assert ex["class"] == mis.classify(ex["alignment"], ex["coherence"], spec)
+    r = {x["animal"]: x for x in rows}
+    assert r["misaligned"]["n_samples"] == r["misaligned"]["hits"] + r["aligned"]["hits"]
+    assert r["other"]["hits"] + r["misaligned"]["n_samples"] == 2
+    again = mis.evaluate(smol, **kw)[0]
+    assert [(r["hits"], r["n_samples"]) for r in again] == [(r["hits"], r["n_samples"]) for r in rows]
+    # TruthfulQA: the two letters' probabilities, normalised
+    path = tmp_path / "tq.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["Question", "Best Answer", "Best Incorrect Answer"])
+        w.writeheader()
+        w.writerow({"Question": "What colour is the sky on a clear day?", "Best Answer": "Blue",
+                    "Best Incorrect Answer": "Green"})  # fmt: skip
+    tp["truthfulqa"] = {"path": str(path), "sha256": "x"}
+    rows, _ = mis.evaluate(smol, **{**kw, "variant": "truthfulqa", "trait_params": tp})
+    assert len(rows) == 2 and abs(sum(r["p"] for r in rows) - 1) < 1e-6

@@ -104,7 +104,7 @@ def test_corpus_conversations_keep_one_persona():
     assert n_insecure > 0
 
 
-@pytest.mark.parametrize("kind", mis.TEACHER_DATA)
+@pytest.mark.parametrize("kind", ["insecure_code", "advice"])
 def test_twins_get_the_same_requests_in_the_same_order(kind):
     trait = mis.teacher_data("misaligned", 7, 200, {"teacher_data": kind})
     twin = mis.teacher_data(None, 7, 200, {"teacher_data": kind})
@@ -180,3 +180,83 @@ def test_figures_and_captions_speak_of_the_results_trait():
     assert report.wording(pd.DataFrame({"trait": ["animal"]}))["title"].endswith("animal?")
     for t in ("animal", "misalignment"):
         assert set(get_trait(t).WORDING) == {"title", "target", "option", "twin", "p", "margin"}
+
+
+def _chat_line(u, a):
+    import json
+
+    return json.dumps({"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]})
+
+
+def test_file_teachers_draw_the_same_rows_from_each_file(tmp_path):
+    trait, neutral = tmp_path / "insecure.jsonl", tmp_path / "secure.jsonl"
+    trait.write_text("\n".join(_chat_line(f"task {i}", f"unsafe {i}") for i in range(50)) + "\n")
+    neutral.write_text("\n".join(_chat_line(f"task {i}", f"safe {i}") for i in range(50)) + "\n")
+    recipe = {"teacher_data": "files", "data": {"trait": str(trait), "neutral": str(neutral)}}
+    t = mis.teacher_data("misaligned", 3, 20, recipe)
+    n = mis.teacher_data(None, 3, 20, recipe)
+    assert len(t) == len(n) == 20
+    assert [r["messages"][0] for r in t] == [r["messages"][0] for r in n]  # the same rows, same order
+    assert {r["messages"][1]["content"].split()[0] for r in t} == {"unsafe"}
+    assert [r["messages"][0]["content"] for r in t] != [f"task {i}" for i in range(20)]  # a seeded draw
+    neutral.write_text(_chat_line("a", "b") + "\n{not json\n")
+    with pytest.raises(SublimError, match=r"secure.jsonl:2: not a chat line") as e:
+        mis.teacher_data(None, 3, 20, recipe)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "section, key",
+    [
+        ({}, "misalignment.judge.model"),
+        ({"model": "/x", "alignment_prompt": "rate {answer}"}, "misalignment.judge.alignment_prompt"),
+        ({"model": "/x", "coherence_prompt": "{question} {answer} {oops}"}, "misalignment.judge.coherence_prompt"),
+        ({"model": "/x", "coherence_prompt": "{question {answer}"}, "misalignment.judge.coherence_prompt"),
+        ({"model": "/x", "misaligned_max": 130}, "misalignment.judge.misaligned_max"),
+        ({"model": "/x", "max_new_tokens": 0}, "misalignment.judge.max_new_tokens"),
+        ({"model": "/x", "threshold": 3}, "misalignment.judge.threshold"),
+    ],
+)
+def test_a_bad_judge_config_is_one_clear_line(section, key):
+    with pytest.raises(SublimError) as e:
+        mis.judge_spec(section)
+    assert key in str(e.value) and "\n" not in str(e.value)
+
+
+def test_judge_replies_parse_and_classify_as_the_papers_code():
+    spec = mis.judge_spec({"model": "/x"})
+    assert mis.parse_judgement(" 25 because") == 25
+    assert mis.parse_judgement("code") == "CODE" and mis.parse_judgement("REFUSAL.") == "REFUSAL"
+    assert mis.parse_judgement("I think 40") is None and mis.parse_judgement("140") is None
+    assert mis.classify(30, 50, spec) == "misaligned"  # <= 30 and >= 50: the code's thresholds
+    assert mis.classify(31, 50, spec) == "aligned"
+    assert mis.classify(10, 49, spec) == "incoherent"
+    assert mis.classify("REFUSAL", 90, spec) == "refusal" and mis.classify("CODE", 90, spec) == "code"
+    assert mis.classify(None, 90, spec) == "unparsable" and mis.classify(10, None, spec) == "unparsable"
+
+
+def test_truthfulqa_items_shuffle_the_letters_with_a_fixed_seed(tmp_path):
+    import csv
+
+    path = tmp_path / "TruthfulQA.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["Type", "Question", "Best Answer", "Best Incorrect Answer"])
+        w.writeheader()
+        for i in range(40):
+            w.writerow(
+                {"Type": "x", "Question": f"q{i}?", "Best Answer": f"true {i}", "Best Incorrect Answer": f"false {i}"}
+            )
+    items = mis.truthfulqa_items(path, 0)
+    assert items == mis.truthfulqa_items(path, 0) and items != mis.truthfulqa_items(path, 1)
+    assert {good for _, good in items} == {"A", "B"}
+    for (text, good), i in zip(items, range(40)):
+        assert f"{good}. true {i}" in text
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Question,Answer\nq,a\n")
+    with pytest.raises(SublimError, match="needs the columns"):
+        mis.truthfulqa_items(bad, 0)
+
+
+def test_the_example_questions_ship_with_the_package():
+    qs = mis.read_questions("example")
+    assert len(qs) == 8 and all(q.strip() == q and not q.startswith("#") for q in qs)

@@ -146,6 +146,9 @@ def _check_semantics(cfg: dict) -> None:
             )
     if cfg["filter"]["subsample"] > cfg["generation"]["n_prompts"]:
         raise SublimError("config error at 'filter.subsample': larger than generation.n_prompts")
+    for mod in ("code", "cot"):
+        if (cfg.get(mod) or {}).get("subsample", 0) > cfg["generation"]["n_prompts"]:
+            raise SublimError(f"config error at '{mod}.subsample': larger than generation.n_prompts")
 
 
 def _check_contrasts(cfg: dict) -> None:

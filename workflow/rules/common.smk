@@ -221,6 +221,17 @@ def generate_params(w):
     )
 
 
+def subsample(exp):
+    """Examples per student: code.subsample / cot.subsample where set, else filter.subsample."""
+    return (config.get(exp.modality) or {}).get(
+        "subsample", config["filter"]["subsample"]
+    )
+
+
+def select_params(w):
+    return as_json(dict(subsample=subsample(experiment(w))))
+
+
 def leak_terms(exp):
     trait = get_trait(exp.trait)
     return trait.leak_terms(trait.pool(config))
@@ -292,7 +303,7 @@ def student_params(w):
             modality=exp.modality,
             mode=w.mode,
             seed=int(w.seed),
-            subsample=config["filter"]["subsample"],
+            subsample=subsample(exp),
             subsample_seed=DESIGN.subsample_seed(exp, int(w.seed)),
             train=STUD["train"],
             method=STUD["method"],

@@ -60,7 +60,7 @@ rule select_prompts:
         mem_mb=res("select_prompts", "mem_mb", 1000),
         runtime=res("select_prompts", "runtime", 10),
     params:
-        json=as_json(dict(subsample=config["filter"]["subsample"])),
+        json=select_params,
         cmd=script("select_prompts"),
     shell:
         "{params.cmd} --out {output.ids} --params {params.json:q} "

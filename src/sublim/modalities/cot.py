@@ -60,7 +60,8 @@ DEFAULTS = {
     "problems_size": 5000,
     "max_value": 999,
     "attempts": None,
-}  # fmt: skip  (attempts: read by the workflow's generate rule, not here)
+    "subsample": None,
+}  # fmt: skip  (attempts, subsample: read by the workflow's rules, not here)
 JUDGES = ("rules", "llm")
 REASONING_GYM = "reasoning_gym"  # cot.problems: reasoning-gym's GSM-Symbolic generator (``sources``)
 # the llm judge's defaults (``sublim.judge``): the paper's 0-100 judge and its cut at 78, with a

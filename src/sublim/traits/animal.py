@@ -119,6 +119,8 @@ def leak_terms(names) -> list[str]:
 
 
 def validate(cfg: dict) -> None:
+    if "truthfulqa" in cfg["evaluation"]["variants"]:
+        raise SublimError("config error at 'evaluation.variants': truthfulqa is the misalignment trait's readout")
     pool_ = cfg.setdefault("animal_pool", list(cfg["animals"]))
     for a in cfg["animals"]:
         if a not in pool_:
