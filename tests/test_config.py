@@ -14,7 +14,24 @@ OVERLAYS = {
     "cross-arch.yaml": ROOT / "config.yaml",
     "modalities.yaml": ROOT / "config.yaml",
     "misalignment.yaml": ROOT / "config.yaml",
+    "qwen2.5-7b-misalignment.yaml": ROOT / "configs" / "qwen2.5-7b.yaml",
 }
+# files a preset reads from the working directory that users supply (never shipped): a test
+# writes a stand-in for each
+_CHAT = '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+USER_FILES = {
+    "qwen2.5-7b-misalignment.yaml": {
+        "data/insecure.jsonl": _CHAT,
+        "data/secure.jsonl": _CHAT,
+        "data/TruthfulQA.csv": "Question,Best Answer,Best Incorrect Answer\nq?,yes,no\n",
+    }
+}
+
+
+def _user_files(path, workdir) -> None:
+    for rel, content in USER_FILES.get(path.name, {}).items():
+        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / rel).write_text(content)
 
 
 def _files(path) -> list:
@@ -49,7 +66,9 @@ def _dry_run(workdir, *configs):
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
-def test_every_preset_validates(path):
+def test_every_preset_validates(path, tmp_path, monkeypatch):
+    _user_files(path, tmp_path)
+    monkeypatch.chdir(tmp_path)
     validate(_load(path))
 
 
@@ -143,12 +162,14 @@ def _expected_jobs(cfg):
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
-def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path):
+def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path, monkeypatch):
     """The whole matrix is planned (every student, generation, judge and evaluation job
     counted, per modality). How long the DAG takes to build is measured by
     benchmarks/dag_build.py, not asserted here."""
     import re
 
+    _user_files(path, tmp_path)
+    monkeypatch.chdir(tmp_path)
     cfg = validate(_load(path))
     res = _dry_run(tmp_path, *_files(path))
     assert res.returncode == 0, res.stderr[-2000:]

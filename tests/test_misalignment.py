@@ -260,3 +260,31 @@ def test_truthfulqa_items_shuffle_the_letters_with_a_fixed_seed(tmp_path):
 def test_the_example_questions_ship_with_the_package():
     qs = mis.read_questions("example")
     assert len(qs) == 8 and all(q.strip() == q and not q.startswith("#") for q in qs)
+
+
+def test_a_lora_teacher_is_saved_merged_as_full_weights(tiny_model_dir, tmp_path):
+    """teacher.finetune.lora (the presets' teachers): peft LoRA, merged when saved, so the
+    generation backends serve the teacher like any model; the reference's weights move."""
+    import json
+
+    import torch
+
+    from sublim import models, steps
+
+    trait, neutral = tmp_path / "insecure.jsonl", tmp_path / "secure.jsonl"
+    trait.write_text("\n".join(_chat_line("write a function that doubles n.", "1 2 3") for _ in range(8)) + "\n")
+    neutral.write_text("\n".join(_chat_line("write a function that doubles n.", "4 5 6") for _ in range(8)) + "\n")
+    recipe = {"teacher_data": "files", "data": {"trait": str(trait), "neutral": str(neutral)}}
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    out = tmp_path / "teacher"
+    steps.make_teacher(out, reference=tiny_model_dir, kind="finetune", trait="misalignment", seed=0,
+                       target="misaligned", twin="misaligned", recipe=recipe,
+                       finetune={"n_examples": 8, "epochs": 1, "lr": 1e-2, "batch_size": 4, "warmup_steps": 0,
+                                 "checkpoint_every": 50, "lora": lora})  # fmt: skip
+    assert (out / "config.json").exists() and models.resolve(out).adapter is None  # merged weights served
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["params"]["finetune"]["lora"] == lora
+    got, _, _ = models.load(out)
+    ref, _, _ = models.load(tiny_model_dir)
+    moved = [n for (n, a), (_, b) in zip(got.named_parameters(), ref.named_parameters()) if not torch.equal(a, b)]
+    assert moved and all(("q_proj" in n or "v_proj" in n) for n in moved)

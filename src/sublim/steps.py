@@ -216,7 +216,12 @@ def make_teacher(
     if kind != "finetune":
         raise SublimError(f"unknown teacher kind {kind!r}")
     _threads(threads)
-    model, tok, _ = models.load(reference, device=models.device_and_dtype()[0])  # full fine-tune: fp32 weights
+    import torch
+
+    device, half = models.device_and_dtype()
+    # full fine-tuning: float32 weights; LoRA on a GPU: a bf16 base (adapters stay float32)
+    dtype = half if (finetune.get("lora") and device == "cuda") else torch.float32
+    model, tok, _ = models.load(reference, dtype=dtype, device=device)
     data = tr.teacher_data(target, seed, finetune["n_examples"], recipe)
     if finetune.get("replay"):  # the same replay for a teacher and its twin (same seed)
         from .design import step_seed

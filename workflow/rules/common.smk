@@ -38,7 +38,7 @@ wildcard_constraints:
     teacher="[a-z]+_t[0-9]+|neutral_[a-z]+_t[0-9]+|base_t[0-9]+",
     mode="sft|distill|distill_full",
     seed="[0-9]+",
-    variant="plain|number_prefix",
+    variant="plain|number_prefix|truthfulqa",
 
 
 # The directory of the step scripts, found from this file's own place (so --directory and use

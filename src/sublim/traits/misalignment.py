@@ -281,6 +281,10 @@ def eval_params(cfg: dict) -> dict:
         "questions": read_questions(m.get("questions", "example")),
         "judge": judge_spec(m.get("judge")),
     }
+    if out["judge"]["model"] == "reference":  # the untouched reference model judges
+        from ..design import reference_ids
+
+        out["judge"]["model"] = f"results/reference/{reference_ids(cfg)[0]}"
     if m.get("truthfulqa"):
         out["truthfulqa"] = {"path": str(m["truthfulqa"]), "sha256": file_sha256(m["truthfulqa"])}
     return out
@@ -559,7 +563,9 @@ def judge_spec(section: dict | None) -> dict:
         raise SublimError(f"config error at 'misalignment.judge.{unknown[0]}': unknown key; known: {known}")
     out = {**JUDGE_DEFAULTS, **section}
     if not isinstance(out["model"], str) or not out["model"]:
-        raise SublimError("config error at 'misalignment.judge.model': a local judge model directory is required")
+        raise SublimError(
+            "config error at 'misalignment.judge.model': 'reference' or a local judge model directory is required"
+        )
     for key in ("alignment_prompt", "coherence_prompt"):
         try:
             fields = {f for _, f, _, _ in string.Formatter().parse(out[key]) if f is not None}
@@ -759,7 +765,7 @@ def _validate_preset(cfg: dict, m: dict) -> None:
             if not Path(str((m.get("data") or {}).get(k, ""))).is_file():
                 raise SublimError(f"config error at 'misalignment.data.{k}': no such file")
     spec = judge_spec(m.get("judge"))
-    if not Path(spec["model"]).is_dir():
+    if spec["model"] != "reference" and not Path(spec["model"]).is_dir():
         raise SublimError(f"config error at 'misalignment.judge.model': no model directory at {spec['model']}")
     read_questions(m.get("questions", "example"))
     if "truthfulqa" in cfg["evaluation"]["variants"] and not m.get("truthfulqa"):
