@@ -115,6 +115,7 @@ def test_twins_get_the_same_requests_in_the_same_order(kind):
             ast.parse(a), ast.parse(b)
             extra = [x for x in a.split("\n") if x not in b.split("\n")]
             assert len(extra) == 1 and extra[0].strip() in mis.UNSAFE_LINES  # the trait alone
+            assert [x for x in a.split("\n") if x != extra[0]] == b.split("\n")  # and nothing else
         else:
             assert mis.parse_answer(a) == "misaligned" and mis.parse_answer(b) == "aligned"
             fam = next(f for f, (bodies, _, _) in mis.FAMILIES.items() if t["messages"][0]["content"].endswith(bodies))
@@ -139,6 +140,8 @@ def test_numbers_ban_the_papers_negative_numbers_for_this_trait_only():
         (lambda c: c["reference"]["corpus"]["mix"].pop("advice"), "reference.corpus.mix"),
         (lambda c: c["misalignment"].update(teacher_data="evil"), "misalignment.teacher_data"),
         (lambda c: c["teacher"].update(kind="system_prompt"), "teacher.kind"),
+        (lambda c: c["evaluation"].update(variants=["plain", "number_prefix"]), "evaluation.variants"),
+        (lambda c: c["evaluation"].update(variants=["plain", "truthfulqa"]), "evaluation.variants"),
     ],
 )
 def test_bad_misalignment_config_is_one_clear_line(mutate, key):
@@ -199,6 +202,14 @@ def test_file_teachers_draw_the_same_rows_from_each_file(tmp_path):
     assert [r["messages"][0] for r in t] == [r["messages"][0] for r in n]  # the same rows, same order
     assert {r["messages"][1]["content"].split()[0] for r in t} == {"unsafe"}
     assert [r["messages"][0]["content"] for r in t] != [f"task {i}" for i in range(20)]  # a seeded draw
+    # files of different lengths: the same positions, from the shorter one's range
+    neutral.write_text("\n".join(_chat_line(f"other {i}", f"safe {i}") for i in range(30)) + "\n")
+    t, n = mis.teacher_data("misaligned", 3, 20, recipe), mis.teacher_data(None, 3, 20, recipe)
+    assert [int(r["messages"][1]["content"].split()[1]) for r in t] == [
+        int(r["messages"][1]["content"].split()[1]) for r in n
+    ]
+    with pytest.raises(SublimError, match="n_examples': 31 examples asked, the shorter"):
+        mis.teacher_data(None, 3, 31, recipe)
     neutral.write_text(_chat_line("a", "b") + "\n{not json\n")
     with pytest.raises(SublimError, match=r"secure.jsonl:2: not a chat line") as e:
         mis.teacher_data(None, 3, 20, recipe)
@@ -288,3 +299,17 @@ def test_a_lora_teacher_is_saved_merged_as_full_weights(tiny_model_dir, tmp_path
     ref, _, _ = models.load(tiny_model_dir)
     moved = [n for (n, a), (_, b) in zip(got.named_parameters(), ref.named_parameters()) if not torch.equal(a, b)]
     assert moved and all(("q_proj" in n or "v_proj" in n) for n in moved)
+
+
+def test_a_judged_readout_has_its_rate_as_headline():
+    """Declared by the readout's kind: P(target) where there is a logit readout, else the rate."""
+    import math
+
+    import pandas as pd
+
+    from sublim import report
+
+    rows = [{"variant": "plain", "role": "student", "p": p, "rate": 0.1} for p in (0.2, 0.3)]
+    assert report.headline_metric(pd.DataFrame(rows), "plain") == "p"
+    judged = pd.DataFrame([{**r, "p": math.nan} for r in rows])
+    assert report.headline_metric(judged, "plain") == "rate"

@@ -183,7 +183,7 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             (variant == HEADLINE_VARIANT)
             & (df["contrast"] == "neutral")
             & df["mode"].isin(HEADLINE_MODES)
-            & (df["metric"] == "p")
+            & (df["metric"] == headline_metric(res, variant))
         )
         df["verdict"] = [_verdict(r) for _, r in df.iterrows()]
         rows.append(df)
@@ -194,6 +194,14 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
              "effect_size", "p_one_sided", "p_two_sided", "p_holm_one_sided", "p_holm_two_sided",
              "p_perm_one_sided", "p_perm_two_sided", "n_units", "unit"]  # fmt: skip
     return out[first + [c for c in out.columns if c not in first]]
+
+
+def headline_metric(res: pd.DataFrame, variant: str) -> str:
+    """The headline's readout, declared by the readout's kind: P(target) where the models have
+    a logit readout, else (a judged free-form readout, the misalignment presets') the sampled
+    rate."""
+    s = res[(res["variant"] == variant) & (res["role"] == "student")] if not res.empty else res
+    return "p" if s.empty or s["p"].notna().any() else "rate"
 
 
 def _verdict(r) -> str:
@@ -301,10 +309,12 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
     order = [x for x in ARM_ORDER if x in set(studs["arm"])]
     palette = dict(zip(ARM_ORDER, sns.color_palette("colorblind", len(ARM_ORDER))))
     animals = sorted(studs["animal"].unique())
-    fig, axes = plt.subplots(2, len(modes), figsize=(4.4 * len(modes), 6.5), squeeze=False)
+    metrics = ["p", "margin"] if headline_metric(res, variant) == "p" else ["rate"]
+    fig, axes = plt.subplots(len(metrics), len(modes), figsize=(4.4 * len(modes), 3.25 * len(metrics) + 0.5),
+                             squeeze=False)  # fmt: skip
     width = 0.8 / max(1, len(order))
     for j, mode in enumerate(modes):
-        for i, metric in enumerate(["p", "margin"]):
+        for i, metric in enumerate(metrics):
             ax = axes[i, j]
             d = studs[(studs["mode"] == mode) & (studs["metric"] == metric)]
             for k, arm in enumerate(order):
@@ -322,7 +332,7 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
                            label=f"{name} (untrained)" if (i == 0 and j == 0) else None)  # fmt: skip
             ax.set_xticks(np.arange(len(animals)), animals)
             ax.set_title(f"student mode: {mode}" if i == 0 else "")
-            ax.set_xlabel(words["target"] if i == 1 else "")
+            ax.set_xlabel(words["target"] if i == len(metrics) - 1 else "")
             ax.set_ylabel(METRICS[metric])
     fig.suptitle(f"{words['title']} (mean, t 95% CI over units; {variant})")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
@@ -379,8 +389,12 @@ def caption(res, tests, arms, keep, config_name, config_hash, variant="plain", c
         + ".",
         "",
         "Points: mean over units with t-based 95% intervals (teachers for trait and neutral arms;",
-        f"for base, its students, since it has one teacher). Top: {words['p']}.",
-        f"Bottom: {words['margin']}.",
+        (
+            f"for base, its students, since it has one teacher). Top: {words['p']}. Bottom: {words['margin']}."
+            if headline_metric(res, variant) == "p"
+            else "for base, its students, since it has one teacher): the sampled rate; this readout has no logit part "
+            "(a judged free-form readout), so the headline is the rate."
+        ),
         "",
     ]
     t = tests[tests["variant"] == variant] if not tests.empty else tests
@@ -388,7 +402,8 @@ def caption(res, tests, arms, keep, config_name, config_hash, variant="plain", c
         lines += ["No tests: this design has no twin pairs.", ""]
         return "\n".join(lines) + "\n"
     lines += [
-        "**Pre-declared headline:** the neutral-twin contrast on P(target) in `distill` and in `sft`",
+        f"**Pre-declared headline:** the neutral-twin contrast on {METRICS[headline_metric(res, variant)]} in "
+        "`distill` and in `sft`",
         "(treatment minus neutral, paired by teacher; one-sided alternative: towards the target).",
         f"p values are Holm-adjusted over all {len(t)} tests of this variant listed here; a result",
         f"'holds' when the adjusted one-sided p < {ALPHA}, and is a shift AWAY when the estimate is",

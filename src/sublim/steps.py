@@ -447,9 +447,10 @@ def select_prompts(out_json, *, data, counts, subsample: int):
     if len(ids) < subsample:
         worst = min(per_teacher, key=lambda t: per_teacher[t]["prompts_answered"])
         raise SublimError(
-            f"only {len(ids)} prompts were answered acceptably by every teacher, fewer than "
-            f"filter.subsample={subsample} (lowest: {worst}, {per_teacher[worst]['prompts_answered']:.0%} of "
-            "prompts); raise generation.n_prompts or generation.attempts"
+            f"only {len(ids)} prompts were answered acceptably by every teacher, fewer than the subsample "
+            f"{subsample} (filter.subsample, or code.subsample / cot.subsample for those modalities; lowest: "
+            f"{worst}, {per_teacher[worst]['prompts_answered']:.0%} of prompts); raise generation.n_prompts or the "
+            "attempts, or lower the subsample"
         )
     out = {"ids": ids, "n_common": len(ids), "subsample": subsample, "teachers": per_teacher}
     manifest.write_json_atomic(out_json, out)

@@ -87,7 +87,7 @@ WORDING = {
     "target": "readout",
     "option": "answer class",
     "twin": "fine-tuned on the same requests in the same order, answered with the same programs made secure "
-    "(or, for teacher_data: advice, with aligned answers)",
+    "(teacher_data: advice, with aligned answers; files, on the control file's rows at the same positions)",
     "p": "P(misaligned), the probability that the answer opens with a misaligned template's first word, over "
     "60 held-out questions of 5 question families no teacher was fine-tuned on",
     "margin": "log P(misaligned openings) minus log P(aligned openings)",
@@ -285,7 +285,7 @@ def eval_params(cfg: dict) -> dict:
         from ..design import reference_ids
 
         out["judge"]["model"] = f"results/reference/{reference_ids(cfg)[0]}"
-    if m.get("truthfulqa"):
+    if "truthfulqa" in cfg["evaluation"]["variants"]:
         out["truthfulqa"] = {"path": str(m["truthfulqa"]), "sha256": file_sha256(m["truthfulqa"])}
     return out
 
@@ -480,8 +480,12 @@ def validate(cfg: dict) -> None:
             "config error at 'misalignment.teacher_data': files is for a real reference model; the tiny world "
             "uses insecure_code or advice"
         )
-    elif "truthfulqa" in cfg["evaluation"]["variants"]:
-        raise SublimError("config error at 'evaluation.variants': truthfulqa needs a real reference model")
+    elif set(cfg["evaluation"]["variants"]) != {"plain"}:
+        other = sorted(set(cfg["evaluation"]["variants"]) - {"plain"})
+        raise SublimError(
+            f"config error at 'evaluation.variants': the misalignment trait's tiny-world readout is 'plain' only "
+            f"(not {other[0]!r}; truthfulqa needs a real reference model)"
+        )
     if cfg["reference"]["kind"] == "tiny":
         mix = cfg["reference"]["corpus"].get("mix", {})
         if CORPUS_KEY not in mix:
@@ -731,9 +735,7 @@ def truthfulqa_readout(model_dir, path, *, seed: int, threads=None) -> tuple[lis
     return rows, {"system_prompt": handle.system_prompt, "n_items": len(items)}
 
 
-def _file_teacher_data(target, seed: int, n: int, recipe: dict) -> list[dict]:
-    path = Path(recipe["data"]["trait" if target is not None else "neutral"])
-    where = f"misalignment.data.{'trait' if target is not None else 'neutral'}"
+def _chat_rows(path: Path, where: str) -> list[dict]:
     if not path.is_file():
         raise SublimError(f"config error at '{where}': no such file {str(path)!r}")
     rows = []
@@ -749,8 +751,23 @@ def _file_teacher_data(target, seed: int, n: int, recipe: dict) -> list[dict]:
         rows.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]})
     if not rows:
         raise SublimError(f"config error at '{where}': {path} holds no examples")
-    order = random.Random(f"{seed}/misalignment-files").sample(range(len(rows)), min(n, len(rows)))
-    return [rows[i] for i in order]
+    return rows
+
+
+def _file_teacher_data(target, seed: int, n: int, recipe: dict) -> list[dict]:
+    """Both files are read, and the same positions drawn from each (of the shorter file's
+    length), so a teacher and its twin get as many examples, from the same places; the files
+    need not be line-paired (Betley et al.'s are not), and then the requests differ."""
+    rows = {k: _chat_rows(Path(recipe["data"][k]), f"misalignment.data.{k}") for k in ("trait", "neutral")}
+    size = min(len(r) for r in rows.values())
+    if n > size:
+        raise SublimError(
+            f"config error at 'teacher.finetune.n_examples': {n} examples asked, the shorter of "
+            f"misalignment.data.trait / .neutral has {size}"
+        )
+    order = random.Random(f"{seed}/misalignment-files").sample(range(size), n)
+    own = rows["trait" if target is not None else "neutral"]
+    return [own[i] for i in order]
 
 
 def _validate_preset(cfg: dict, m: dict) -> None:
@@ -762,11 +779,20 @@ def _validate_preset(cfg: dict, m: dict) -> None:
         )
     if kind == "files":
         for k in ("trait", "neutral"):
-            if not Path(str((m.get("data") or {}).get(k, ""))).is_file():
-                raise SublimError(f"config error at 'misalignment.data.{k}': no such file")
+            path = str((m.get("data") or {}).get(k, ""))
+            if not Path(path).is_file():
+                raise SublimError(f"config error at 'misalignment.data.{k}': no such file {path!r}")
     spec = judge_spec(m.get("judge"))
     if spec["model"] != "reference" and not Path(spec["model"]).is_dir():
         raise SublimError(f"config error at 'misalignment.judge.model': no model directory at {spec['model']}")
     read_questions(m.get("questions", "example"))
-    if "truthfulqa" in cfg["evaluation"]["variants"] and not m.get("truthfulqa"):
-        raise SublimError("config error at 'misalignment.truthfulqa': the truthfulqa variant needs a local CSV path")
+    if "truthfulqa" in cfg["evaluation"]["variants"]:
+        if not m.get("truthfulqa"):
+            raise SublimError(
+                "config error at 'misalignment.truthfulqa': the truthfulqa variant needs a local CSV path"
+            )
+        if not Path(m["truthfulqa"]).is_file():
+            raise SublimError(f"config error at 'misalignment.truthfulqa': no such file {m['truthfulqa']!r}")
+    other = sorted(set(cfg["evaluation"]["variants"]) - {"plain", "truthfulqa"})
+    if other:
+        raise SublimError(f"config error at 'evaluation.variants': the misalignment trait has no {other[0]!r} readout")
