@@ -132,6 +132,23 @@ def logit_readout(model, tok, prompts: list[str], animals, row_budget: int = 256
     return out_lp
 
 
+def sample_answers(model, tok, handle, model_dir, prompts, sampling, backend, *, engine=None, threads=None):
+    """Sampled answers to ``prompts`` (rendered) and the sampler's stats. On a CPU backend the
+    loaded scoring ``model`` samples too; for vLLM, which loads its own copy, the caller drops
+    its model first and passes None, and its memory is released here."""
+    if backend in ("kvcache", "transformers"):
+        run = _generate_kv if backend == "kvcache" else _generate_hf
+        return run(None, prompts, sampling, model=model, tok=tok, stops=stop_token_ids(tok, handle.weights))
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return sample(backend, model_dir, prompts, sampling, engine=engine, threads=threads)
+
+
 def evaluate(
     model_dir,
     *,
@@ -168,18 +185,9 @@ def evaluate(
     if n_samples > 0:
         rep = [p for p in prompts for _ in range(n_samples)]
         s = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=1024)
-        if backend in ("kvcache", "transformers"):  # the scoring model samples too
-            stops = stop_token_ids(tok, handle.weights)
-            run = _generate_kv if backend == "kvcache" else _generate_hf
-            answers, stats = run(None, rep, s, model=model, tok=tok, stops=stops)
-        else:  # free the scoring model first: the sampler needs the memory
-            import gc
-
-            del model
-            gc.collect()
-            if device == "cuda":
-                torch.cuda.empty_cache()
-            answers, stats = sample(backend, model_dir, rep, s, engine=engine, threads=threads)
+        if backend not in ("kvcache", "transformers"):
+            model = None  # vLLM loads its own copy: free the scoring model first
+        answers, stats = sample_answers(model, tok, handle, model_dir, rep, s, backend, engine=engine, threads=threads)
         info["sampling"] = stats
         for i, ans in enumerate(answers):
             counts[(i // n_samples, parse_answer(ans, animals))] += 1

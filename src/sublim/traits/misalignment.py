@@ -409,9 +409,8 @@ def evaluate(model_dir, *, variant: str, trait_params: dict, **params) -> tuple[
     import torch
 
     from .. import models
-    from ..evaluation import logit_readout
-    from ..generation import Sampling, _generate_hf, _generate_kv, stop_token_ids
-    from ..generation import generate as sample
+    from ..evaluation import logit_readout, sample_answers
+    from ..generation import Sampling
 
     if trait_params.get("readout") == "judge":
         if variant == "truthfulqa":
@@ -436,12 +435,10 @@ def evaluate(model_dir, *, variant: str, trait_params: dict, **params) -> tuple[
         rep = [p for p in prompts for _ in range(n_samples)]
         max_new = max(params.get("max_new_tokens", 0), trait_params.get("max_new_tokens", MAX_NEW_TOKENS))
         s = Sampling(temperature=params["temperature"], max_new_tokens=max_new, seed=params["seed"], batch_size=1024)
-        if backend in ("kvcache", "transformers"):
-            run = _generate_kv if backend == "kvcache" else _generate_hf
-            got, stats = run(None, rep, s, model=model, tok=tok, stops=stop_token_ids(tok, handle.weights))
-        else:
-            del model
-            got, stats = sample(backend, model_dir, rep, s, engine=params.get("engine"), threads=threads)
+        if backend not in ("kvcache", "transformers"):
+            model = None  # vLLM loads its own copy: free the scoring model first
+        got, stats = sample_answers(model, tok, handle, model_dir, rep, s, backend, engine=params.get("engine"),
+                                    threads=threads)  # fmt: skip
         info["sampling"] = stats
         for i, a in enumerate(got):
             hits[(i // n_samples, parse_answer(a))] += 1
@@ -726,7 +723,8 @@ def truthfulqa_readout(model_dir, path, *, seed: int, threads=None) -> tuple[lis
     prompts = [models.render(tok, models.messages(t, handle.system_prompt), generation_prompt=True) for t, _ in items]
     lp = logit_readout(model, tok, prompts, ["A", "B"])
     rows = []
-    for qi, ((text, good), scores) in enumerate(zip(items, (lp[i] for i in range(len(items))))):
+    for qi, (text, good) in enumerate(items):
+        scores = lp[qi]
         z = torch.logsumexp(torch.tensor([scores["A"], scores["B"]]), 0).item()
         bad = "B" if good == "A" else "A"
         for o, letter in (("misaligned", bad), ("aligned", good)):
