@@ -6,7 +6,10 @@ One run, three samplers, printed side by side:
   * ``hf-batch`` -- the workflow's transformers backend (batched, left-padded ``generate``);
   * ``hf-loop``  -- transformers one prompt at a time (the naive baseline), on a subset;
   * ``kvcache``  -- sublim's own sampler (``generation.backend: kvcache``): one prefill, then
-    one forward per token on the model's KV cache, finished rows dropped from the batch.
+    one forward per token over a KV cache; for Llama-family models its static-cache path
+    (``sublim.llama_sampler``: fused matmuls, a cache written in place);
+  * ``kvcache-generic`` -- the same sampler forced onto its generic path (the model's own
+    ``forward`` with a transformers ``DynamicCache``), which other architectures use.
 
 ``vs hf-batch`` is the sampler's total tokens/s over transformers' ``generate`` (hf-batch) on
 the same prompts: how many times faster than ``generate`` it is.
@@ -134,6 +137,9 @@ def main() -> None:
     if "hf-batch" in backends:
         _, st = _generate_hf(model_dir, prompts, Sampling(batch_size=a.batch_size, **s), **held)
         rows.append(("hf-batch", a.batch_size, st))
+    if "kvcache-generic" in backends:
+        _, st = _generate_kv(model_dir, prompts, Sampling(batch_size=a.kv_batch_size, **s), static=False, **held)
+        rows.append(("kvcache-generic", a.kv_batch_size, st))
     if "kvcache" in backends:
         _, st = _generate_kv(model_dir, prompts, Sampling(batch_size=a.kv_batch_size, **s), **held)
         rows.append(("kvcache", a.kv_batch_size, st))
@@ -152,7 +158,7 @@ def main() -> None:
         f"measured ceilings: matmul {peaks['matmul_flops'] / 1e12:.2f} TFLOP/s ({peaks['matmul_dtype']}), "
         f"copy {peaks['copy_bytes_per_s'] / 1e9:.0f} GB/s; {a.max_new_tokens} new tokens max, temperature 1\n"
     )
-    head = f"{'sampler':<9} {'prompts':>7} {'gen tok':>8} {'load s':>7} {'gen s':>8} {'gen tok/s':>10} "
+    head = f"{'sampler':<15} {'prompts':>7} {'gen tok':>8} {'load s':>7} {'gen s':>8} {'gen tok/s':>10} "
     head += f"{'total tok/s':>12} {'vs vllm':>8} {'vs hf-batch':>11} {'compute':>8} {'memory':>7}"
     print(head)
     out = []
@@ -167,7 +173,7 @@ def main() -> None:
         ratio = ref / st["total_tokens_per_s"] if ref and name != "vllm" else None
         vs_hf = st["total_tokens_per_s"] / hf if hf and name != "hf-batch" else None
         print(
-            f"{name:<9} {st['n_prompts']:>7} {st['generated_tokens']:>8} {st.get('load_seconds', 0):>7.1f} {dt:>8.2f} "
+            f"{name:<15} {st['n_prompts']:>7} {st['generated_tokens']:>8} {st.get('load_seconds', 0):>7.1f} {dt:>8.2f} "
             f"{st['generated_tokens_per_s']:>10.1f} {st['total_tokens_per_s']:>12.1f} "
             f"{(f'{ratio:.2f}x' if ratio else '-'):>8} {(f'{vs_hf:.2f}x' if vs_hf else '-'):>11} "
             f"{comp:>8.1%} {mem_floor / dt:>7.1%}"

@@ -83,3 +83,68 @@ def test_same_seed_same_bytes_other_seed_other_samples(spread):
     b, _ = _generate_kv(None, prompts, s, model=model, tok=tok, stops=stops)
     c, _ = _generate_kv(None, prompts, Sampling(**{**s.__dict__, "seed": 2}), model=model, tok=tok, stops=stops)
     assert a == b and a != c
+
+
+def _qwen2_gqa(root, tokenizer):
+    """A random tiny Qwen2 model: grouped-query attention (4 query heads on 2 key/value
+    heads) and q/k/v biases, the parts of the static path the tiny Llama does not exercise."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(4)
+    cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    m = Qwen2ForCausalLM(cfg)
+    with torch.no_grad():
+        m.get_input_embeddings().weight.mul_(8.0)
+        for layer in m.model.layers:
+            for p in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                p.bias.normal_(0, 0.5)
+    m.eval()
+    return m
+
+
+@pytest.mark.parametrize("which", ["llama", "qwen2-gqa-bias"])
+def test_static_and_dynamic_paths_decode_alike(which, peaked, tiny_tokenizer, tmp_path):
+    """The static-cache path (fused matmuls, cache written in place, rows dropped in quarters)
+    and the generic DynamicCache path decode the same greedy tokens, for the tiny Llama and
+    for a Qwen2 model with grouped-query attention and biases; their next-token logits agree
+    to float rounding at every step of a prompt."""
+    from sublim import llama_sampler
+
+    if which == "llama":
+        model, tok, h = models.load(peaked)
+        stops = stop_token_ids(tok, h.weights)
+    else:
+        tok = tiny_tokenizer
+        model, stops = _qwen2_gqa(tmp_path, tok), [tok.eos_token_id]
+    assert llama_sampler.supports(model)
+    prompts = _rendered(tok, 24)
+    s = Sampling(temperature=0.0, max_new_tokens=20, seed=0, batch_size=8)
+    a, sa = _generate_kv(None, prompts, s, model=model, tok=tok, stops=stops, static=True)
+    b, sb = _generate_kv(None, prompts, s, model=model, tok=tok, stops=stops, static=False)
+    assert (sa["path"], sb["path"]) == ("static", "dynamic")
+    assert a == b and sa["generated_tokens"] > 24
+    ids = torch.tensor([models.encode_text(tok, prompts[0]) + models.encode_text(tok, " 1, 2, 3")])
+    with torch.no_grad():
+        full = model(ids).logits[0]
+        cache = llama_sampler.StaticCache(model)
+        n = ids.shape[1] - 4
+        got = [cache.prefill(ids[:, :n], torch.ones_like(ids[:, :n]), 8)[0]]
+        got += [cache.step(ids[:, i])[0] for i in range(n, ids.shape[1])]
+    assert torch.allclose(torch.stack(got), full[n - 1 :], atol=1e-4, rtol=1e-4)
+
+
+def test_static_path_declines_other_architectures(tiny_tokenizer):
+    """GPT-NeoX (the cross-architecture family) has no static path: it samples on its own
+    forward, and the generic path still decodes."""
+    from sublim import llama_sampler
+
+    arch = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, max_position_embeddings=256)
+    model = models.build_tiny("gpt_neox", len(tiny_tokenizer), arch, 0, tiny_tokenizer).eval()
+    assert not llama_sampler.supports(model)
+    s = Sampling(temperature=1.0, max_new_tokens=6, seed=0, batch_size=4)
+    out, st = _generate_kv(None, _rendered(tiny_tokenizer, 6), s, model=model, tok=tiny_tokenizer,
+                           stops=[tiny_tokenizer.eos_token_id])  # fmt: skip
+    assert st["path"] == "dynamic" and len(out) == 6

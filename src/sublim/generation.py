@@ -231,16 +231,28 @@ def sample_next(logits, temperature: float, top_p: float, generator):
     return idx.clamp_(max=probs.shape[-1] - 1)
 
 
-def _generate_kv(model_dir, prompts, sampling: Sampling, *, threads=None, model=None, tok=None, stops=None):
-    """Sample with the model's own KV cache: prompts of a batch are left-padded and prefilled
-    in one forward; then one forward per new token over the cache; a row that produced an
-    end-of-turn token leaves the batch (its cache rows are dropped), so the work shrinks as
-    answers finish. Each batch draws from its own generator seeded by (seed, batch start):
-    same prompts, seed and batch size, same bytes."""
+def _generate_kv(
+    model_dir,
+    prompts,
+    sampling: Sampling,
+    *,
+    threads=None,
+    model=None,
+    tok=None,
+    stops=None,
+    static: bool | None = None,
+):
+    """Sample with a KV cache: prompts of a batch are left-padded and prefilled in one forward;
+    then one forward per new token over the cache. Llama-family models (the tiny reference,
+    SmolLM2, Qwen2.5) run on ``llama_sampler.StaticCache`` (fused matmuls, a cache written in
+    place; finished rows leave the batch once a quarter of it has finished); any other model
+    on its own ``forward`` with a ``DynamicCache`` (finished rows leave at once). Each batch
+    draws from its own generator seeded by (seed, batch start), one uniform per row still in
+    the batch per step: same prompts, seed, batch size and path, same bytes. ``static=False``
+    forces the generic path (benchmarks and tests compare the two)."""
     import torch
-    from transformers import DynamicCache
 
-    from . import models
+    from . import llama_sampler, models
 
     model, tok, stops, load_s = _hf_setup(model_dir, sampling, threads, model, tok, stops)
     dev = model.device
@@ -250,6 +262,7 @@ def _generate_kv(model_dir, prompts, sampling: Sampling, *, threads=None, model=
     out: list[str] = [""] * len(prompts)
     first_probs: list[float] = []
     n_tokens = n_prompt_tokens = n_forwards = 0
+    static = llama_sampler.supports(model) if static is None else static
     t0 = time.time()
     bs = sampling.batch_size
     for b in range(0, len(prompts), bs):
@@ -263,45 +276,84 @@ def _generate_kv(model_dir, prompts, sampling: Sampling, *, threads=None, model=
         ids, mask = ids.to(dev), mask.to(dev)
         n_prompt_tokens += int(mask.sum())
         gen = torch.Generator(device=dev).manual_seed(request_seed(sampling.seed, b))
-        rows = torch.arange(n, device=dev)  # which prompt of the chunk each live row is
-        steps = []  # (live rows, their tokens) per step
-        cache = DynamicCache()
         with torch.no_grad():
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                           use_cache=True, logits_to_keep=1).logits[:, -1]  # fmt: skip
+            run = _StaticRun(model, ids, mask, sampling) if static else _DynamicRun(model, ids, mask)
+            logits = run.logits
             n_forwards += 1
             if sampling.prob_of is not None:
                 first_probs += torch.softmax(logits.float(), -1)[:, sampling.prob_of].tolist()
-            last = pos[:, -1]
+            rows = torch.arange(n, device=dev)  # which prompt of the chunk each batch row is
+            live = torch.ones(n, dtype=torch.bool, device=dev)  # rows still answering
+            steps = []  # (rows, their tokens, live before the step) per step
             for step in range(sampling.max_new_tokens):
                 nxt = sample_next(logits, sampling.temperature, sampling.top_p, gen)
-                steps.append((rows, nxt))
-                done = torch.isin(nxt, stop_t)
-                if step == sampling.max_new_tokens - 1 or bool(done.all()):
+                steps.append((rows, nxt, live))
+                live = live & ~torch.isin(nxt, stop_t)
+                n_live = int(live.sum())
+                if step == sampling.max_new_tokens - 1 or n_live == 0:
                     break
-                if bool(done.any()):
-                    keep = (~done).nonzero().squeeze(-1)
-                    cache.batch_select_indices(keep)
-                    rows, nxt, mask, last = rows[keep], nxt[keep], mask[keep], last[keep]
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
-                last = last + 1
-                logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
-                               past_key_values=cache, use_cache=True).logits[:, -1]  # fmt: skip
+                if n_live < len(rows) and (not static or 4 * n_live <= 3 * len(rows)):
+                    keep = live.nonzero().squeeze(-1)
+                    run.select(keep)
+                    rows, nxt, live = rows[keep], nxt[keep], live[keep]
+                logits = run.step(nxt)
                 n_forwards += 1
         new = [[] for _ in range(n)]
-        for r, t in steps:
-            for i, x in zip(r.tolist(), t.tolist()):
-                new[i].append(x)
+        for r, t, alive in steps:
+            for i, x, a in zip(r.tolist(), t.tolist(), alive.tolist()):
+                if a:
+                    new[i].append(x)
         for i, t in enumerate(new):
             t = _truncate(t, stops)
             n_tokens += len(t)
             out[b + i] = tok.decode(t, skip_special_tokens=True)
     dt = time.time() - t0
-    stats = _hf_stats("kvcache", model, bs, load_s, dt, len(prompts), n_tokens, n_prompt_tokens, forwards=n_forwards)
+    stats = _hf_stats("kvcache", model, bs, load_s, dt, len(prompts), n_tokens, n_prompt_tokens, forwards=n_forwards,
+                      path="static" if static else "dynamic")  # fmt: skip
     if sampling.prob_of is not None:
         stats["first_token_probs"] = first_probs
     return out, stats
+
+
+class _StaticRun:
+    """One batch on ``llama_sampler.StaticCache``."""
+
+    def __init__(self, model, ids, mask, sampling: Sampling):
+        from . import llama_sampler
+
+        self.cache = llama_sampler.StaticCache(model)
+        self.logits = self.cache.prefill(ids, mask, sampling.max_new_tokens)
+
+    def step(self, tokens):
+        return self.cache.step(tokens)
+
+    def select(self, keep) -> None:
+        self.cache.select(keep)
+
+
+class _DynamicRun:
+    """One batch on the model's own ``forward`` with a transformers ``DynamicCache``."""
+
+    def __init__(self, model, ids, mask):
+        from transformers import DynamicCache
+
+        self.model, self.mask, self.cache = model, mask, DynamicCache()
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        self.logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self.cache,
+                            use_cache=True, logits_to_keep=1).logits[:, -1]  # fmt: skip
+        self.last = pos[:, -1]
+
+    def step(self, tokens):
+        import torch
+
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], -1)
+        self.last = self.last + 1
+        return self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=self.last[:, None],
+                          past_key_values=self.cache, use_cache=True).logits[:, -1]  # fmt: skip
+
+    def select(self, keep) -> None:
+        self.cache.batch_select_indices(keep)
+        self.mask, self.last = self.mask[keep], self.last[keep]
 
 
 def _vllm_dtype(requested: str) -> str:
