@@ -15,6 +15,7 @@ OVERLAYS = {
     "modalities.yaml": ROOT / "config.yaml",
     "misalignment.yaml": ROOT / "config.yaml",
     "qwen2.5-7b-misalignment.yaml": ROOT / "configs" / "qwen2.5-7b.yaml",
+    "qwen2.5-7b-cross-arch.yaml": ROOT / "configs" / "qwen2.5-7b.yaml",
 }
 # files a preset reads from the working directory that users supply (never shipped): a test
 # writes a stand-in for each
@@ -229,7 +230,7 @@ def test_cross_architecture_arms_plan_a_second_family(tmp_path):
     cfg = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
     cfg["students"]["matrix"] += [{"arm": "cross_arch", "modes": ["distill"]},
                                   {"arm": "cross_arch_neutral", "modes": ["distill"]}]  # fmt: skip
-    with pytest.raises(SublimError, match="cross_arch arms need reference.cross_arch"):
+    with pytest.raises(SublimError, match="cross_arch arms need a second architecture family"):
         validate(copy.deepcopy(cfg))
     cfg["reference"]["cross_arch"] = {"family": "gpt_neox", "seed": 0}
     full = validate(copy.deepcopy(cfg))
@@ -244,3 +245,28 @@ def test_cross_architecture_arms_plan_a_second_family(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "results/reference/neox0" in res.stdout
     assert len(set(re.findall(r"student/[a-z_]+_t0/distill/neox0/seed0", res.stdout))) == len(arch)
+
+
+def test_cross_architecture_from_a_local_model(tmp_path):
+    """In the presets the second family is a user's local model (reference.cross_arch_path),
+    id ``arch``: the cross_arch arms' students start from it, the reference_cross job points
+    at it, and it is refused for a tiny run (which pretrains its second family) in one line."""
+    import re
+
+    from sublim.design import Design
+
+    cfg = _load(ROOT / "configs" / "qwen2.5-7b-cross-arch.yaml")
+    full = validate(copy.deepcopy(cfg))
+    d = Design(full)
+    assert d.refs == ["main", "arch"] and d.teacher_ref == "main" and d.arch_ref == "arch"
+    arch = [s for s in d.students() if s.arm.startswith("cross_arch")]
+    assert arch and all(s.init == "arch" and s.mode == "sft" for s in arch)
+    assert {s.teacher.replicate for s in arch} == {0}
+    res = _dry_run(tmp_path, *_files(ROOT / "configs" / "qwen2.5-7b-cross-arch.yaml"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))
+    assert counts["reference"] == counts["reference_cross"] == "1"  # main, and arch beside it
+    tiny = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
+    tiny["reference"]["cross_arch_path"] = "/models/other"
+    with pytest.raises(SublimError, match="reference.cross_arch_path': only for reference.kind"):
+        validate(tiny)

@@ -94,12 +94,15 @@ def _check_semantics(cfg: dict) -> None:
     if ref.get("cross_arch") and ref["kind"] != "tiny":
         raise SublimError("config error at 'reference.cross_arch': only for reference.kind 'tiny' (a second "
                           "architecture the workflow pretrains)")  # fmt: skip
+    if ref.get("cross_arch_path") and ref["kind"] == "tiny":
+        raise SublimError("config error at 'reference.cross_arch_path': only for reference.kind 'path' or 'gguf' "
+                          "(a tiny run pretrains its second family: reference.cross_arch)")  # fmt: skip
     if ref.get("cross_arch") and cfg["students"]["method"] == "lora":
         raise SublimError("config error at 'students.method': LoRA's target_modules name Llama's layers; the "
                           "cross_arch reference's students train in full (method: full)")  # fmt: skip
-    if any(ARMS[a][1] == "arch" for a in arms) and not ref.get("cross_arch"):
-        raise SublimError("config error at 'students.matrix': cross_arch arms need reference.cross_arch (a second "
-                          "architecture family)")  # fmt: skip
+    if any(ARMS[a][1] == "arch" for a in arms) and not (ref.get("cross_arch") or ref.get("cross_arch_path")):
+        raise SublimError("config error at 'students.matrix': cross_arch arms need a second architecture family: "
+                          "reference.cross_arch (tiny) or reference.cross_arch_path (a local model)")  # fmt: skip
     if "treatment" not in arms:
         raise SublimError("config error at 'students.matrix': a 'treatment' arm is required")
     tseeds = cfg["teacher"]["seeds"]

@@ -68,8 +68,9 @@ def caption(s) -> str:
         "Per student mode, the fair-control contrast (students of the trait teachers minus students of their neutral "
         "twins, P(target), mean and t 95% interval over twin pairs) for students that start from the teachers' own "
         "reference, from a second reference of the same architecture (another seed) and from a reference of another "
-        "architecture family pretrained on the same corpus with the same tokenizer. The tests and their Holm "
-        "correction are the experiment's own (stats.csv)."
+        "architecture family (on the tiny model: pretrained on the same corpus with the same tokenizer; in the "
+        "presets: the local model of reference.cross_arch_path). The tests and their Holm correction are the "
+        "experiment's own (stats.csv)."
     )
     lines = ["# fig_cross_model: transfer by the student's starting model", "", *textwrap.wrap(intro, 110), "",
              "| student start | mode | estimate [t 95% CI] | p one-sided | p two-sided | Holm (one / two) | units |",

@@ -45,7 +45,10 @@ ARCH_PREFIX = {"gpt_neox": "neox"}
 
 
 def arch_ref_id(ref_cfg: dict) -> str | None:
-    """The cross-architecture reference's id (``neox0``), or None without one."""
+    """The cross-architecture reference's id (``neox0``; ``arch`` for a local model,
+    ``reference.cross_arch_path``), or None without one."""
+    if ref_cfg.get("kind") != "tiny" and ref_cfg.get("cross_arch_path"):
+        return "arch"
     ca = ref_cfg.get("cross_arch")
     if ref_cfg.get("kind") != "tiny" or not ca:
         return None
@@ -126,7 +129,8 @@ def design_config(cfg: dict) -> dict:
         "experiments": cfg["experiments"],
         # cross_arch only when set: the design table of a run without it stays as it was
         "reference": {k: ref.get(k) for k in ("kind", "seeds", "cross_init_path")}
-        | ({"cross_arch": ref["cross_arch"]} if ref.get("cross_arch") else {}),
+        | ({"cross_arch": ref["cross_arch"]} if ref.get("cross_arch") else {})
+        | ({"cross_arch_path": ref["cross_arch_path"]} if ref.get("cross_arch_path") else {}),
         "teacher": {"seeds": cfg["teacher"]["seeds"]},
         "students": {k: cfg["students"][k] for k in ("matrix", "seeds")},
         "evaluation": {"variants": cfg["evaluation"]["variants"]},
@@ -141,7 +145,8 @@ def reference_ids(cfg: dict) -> list[str]:
     if ref["kind"] == "tiny":
         arch = arch_ref_id(ref)
         return [f"seed{s}" for s in ref["seeds"]] + ([arch] if arch else [])
-    return ["main"] + (["cross"] if ref.get("cross_init_path") else [])
+    arch = arch_ref_id(ref)
+    return ["main"] + (["cross"] if ref.get("cross_init_path") else []) + ([arch] if arch else [])
 
 
 def eval_group(trait: str, model_id: str) -> str:
@@ -193,7 +198,11 @@ class Design:
                 kind, init_kind = ARMS[arm]
                 init = {"teacher": self.teacher_ref, "cross": self.cross_ref, "arch": self.arch_ref}[init_kind]
                 if init is None:
-                    need = "reference.cross_arch" if init_kind == "arch" else "a second reference"
+                    need = (
+                        "reference.cross_arch or reference.cross_arch_path"
+                        if init_kind == "arch"
+                        else "a second reference"
+                    )
                     raise SublimError(f"config error at 'students.matrix': arm {arm!r} needs {need}")
                 # the base teacher is one model (the reference): one replicate unless asked
                 reps = spec.get("teacher_seeds", self.teacher_seeds[:1] if kind == "base" else self.teacher_seeds)

@@ -31,8 +31,8 @@ GPU = 1 if config["gpu"] else 0
 
 
 wildcard_constraints:
-    ref="seed[0-9]+|neox[0-9]+|main|cross",
-    init="seed[0-9]+|neox[0-9]+|main|cross",
+    ref="seed[0-9]+|neox[0-9]+|main|cross|arch",
+    init="seed[0-9]+|neox[0-9]+|main|cross|arch",
     trait="[a-z]+",
     modality="[a-z]+",
     teacher="[a-z]+_t[0-9]+|neutral_[a-z]+_t[0-9]+|base_t[0-9]+",
@@ -147,7 +147,9 @@ def reference_params(wildcards):
                 system_prompt=REF["system_prompt"],
             )
         )
-    path = REF["path"] if wildcards.ref == "main" else REF["cross_init_path"]
+    path = {"main": REF["path"], "cross": REF["cross_init_path"]}.get(
+        wildcards.ref, REF["cross_arch_path"]
+    )
     return as_json(
         dict(kind="path", seed=0, path=path, system_prompt=REF["system_prompt"])
     )
