@@ -12,6 +12,7 @@ PRESETS = [ROOT / "config.yaml", ROOT / "tests" / "config.yaml", *sorted((ROOT /
 # overlays refine a complete config (a second --configfile) and are checked on top of it
 OVERLAYS = {
     "cross-arch.yaml": ROOT / "config.yaml",
+    "matched.yaml": ROOT / "config.yaml",
     "modalities.yaml": ROOT / "config.yaml",
     "misalignment.yaml": ROOT / "config.yaml",
     "qwen2.5-7b-misalignment.yaml": ROOT / "configs" / "qwen2.5-7b.yaml",

@@ -103,6 +103,15 @@ def _check_semantics(cfg: dict) -> None:
     if any(ARMS[a][1] == "arch" for a in arms) and not (ref.get("cross_arch") or ref.get("cross_arch_path")):
         raise SublimError("config error at 'students.matrix': cross_arch arms need a second architecture family: "
                           "reference.cross_arch (tiny) or reference.cross_arch_path (a local model)")  # fmt: skip
+    m = ref.get("matched")
+    if m and ref["kind"] != "tiny":
+        raise SublimError("config error at 'reference.matched': only for reference.kind 'tiny' (the workflow distils "
+                          "one of its own references)")  # fmt: skip
+    if m and (m["seed"] not in ref["seeds"] or m["seed"] == ref["seeds"][0]):
+        raise SublimError(f"config error at 'reference.matched.seed': {m['seed']} must be one of reference.seeds "
+                          f"other than the teachers' ({ref['seeds'][0]})")  # fmt: skip
+    if any(ARMS[a][1] == "matched" for a in arms) and not m:
+        raise SublimError("config error at 'students.matrix': matched arms need reference.matched")
     if "treatment" not in arms:
         raise SublimError("config error at 'students.matrix': a 'treatment' arm is required")
     tseeds = cfg["teacher"]["seeds"]

@@ -19,6 +19,7 @@ INITS = {
     "neutral": "same init\n(teachers' reference)",
     "cross_init_neutral": "cross-init\n(same family)",
     "cross_arch_neutral": "cross-architecture",
+    "matched_neutral": "behaviourally matched\n(other init)",
 }
 
 
@@ -69,8 +70,9 @@ def caption(s) -> str:
         "twins, P(target), mean and t 95% interval over twin pairs) for students that start from the teachers' own "
         "reference, from a second reference of the same architecture (another seed) and from a reference of another "
         "architecture family (on the tiny model: pretrained on the same corpus with the same tokenizer; in the "
-        "presets: the local model of reference.cross_arch_path). The tests and their Holm correction are the "
-        "experiment's own (stats.csv)."
+        "presets: the local model of reference.cross_arch_path), and, where the matrix has them, from a second "
+        "reference distilled to behave like the teachers' own (behaviourally matched, reference.matched). The tests "
+        "and their Holm correction are the experiment's own (stats.csv)."
     )
     lines = ["# fig_cross_model: transfer by the student's starting model", "", *textwrap.wrap(intro, 110), "",
              "| student start | mode | estimate [t 95% CI] | p one-sided | p two-sided | Holm (one / two) | units |",

@@ -24,7 +24,8 @@ from .errors import SublimError
 
 # arm -> (teacher kind, initialisation: "teacher" = the teachers' own reference, "cross" =
 # the second reference of the same family, "arch" = the reference of another architecture
-# family, reference.cross_arch)
+# family, reference.cross_arch; "matched" = a second reference distilled to behave like the
+# teachers' reference, reference.matched)
 ARMS: dict[str, tuple[str, str]] = {
     "treatment": ("trait", "teacher"),
     "neutral": ("neutral", "teacher"),
@@ -33,12 +34,15 @@ ARMS: dict[str, tuple[str, str]] = {
     "cross_init_neutral": ("neutral", "cross"),
     "cross_arch": ("trait", "arch"),
     "cross_arch_neutral": ("neutral", "arch"),
+    "matched": ("trait", "matched"),
+    "matched_neutral": ("neutral", "matched"),
 }
 # paired contrasts: (name, arm with the trait, its twin arm without it)
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("neutral", "treatment", "neutral"),
     ("cross_init_neutral", "cross_init", "cross_init_neutral"),
     ("cross_arch_neutral", "cross_arch", "cross_arch_neutral"),
+    ("matched_neutral", "matched", "matched_neutral"),
 )
 # the id of a second-family tiny reference: its family's short name and its seed
 ARCH_PREFIX = {"gpt_neox": "neox"}
@@ -53,6 +57,15 @@ def arch_ref_id(ref_cfg: dict) -> str | None:
     if ref_cfg.get("kind") != "tiny" or not ca:
         return None
     return f"{ARCH_PREFIX[ca['family']]}{ca['seed']}"
+
+
+def matched_ref_id(ref_cfg: dict) -> str | None:
+    """The behaviourally matched reference's id (``match1``: seed 1 distilled to behave like
+    the teachers' reference), or None without one."""
+    m = ref_cfg.get("matched")
+    if ref_cfg.get("kind") != "tiny" or not m:
+        return None
+    return f"match{m['seed']}"
 
 
 def arch_family(ref_id: str) -> tuple[str, int]:
@@ -130,7 +143,8 @@ def design_config(cfg: dict) -> dict:
         # cross_arch only when set: the design table of a run without it stays as it was
         "reference": {k: ref.get(k) for k in ("kind", "seeds", "cross_init_path")}
         | ({"cross_arch": ref["cross_arch"]} if ref.get("cross_arch") else {})
-        | ({"cross_arch_path": ref["cross_arch_path"]} if ref.get("cross_arch_path") else {}),
+        | ({"cross_arch_path": ref["cross_arch_path"]} if ref.get("cross_arch_path") else {})
+        | ({"matched": ref["matched"]} if ref.get("matched") else {}),
         "teacher": {"seeds": cfg["teacher"]["seeds"]},
         "students": {k: cfg["students"][k] for k in ("matrix", "seeds")},
         "evaluation": {"variants": cfg["evaluation"]["variants"]},
@@ -143,8 +157,8 @@ def design_config(cfg: dict) -> dict:
 def reference_ids(cfg: dict) -> list[str]:
     ref = cfg["reference"]
     if ref["kind"] == "tiny":
-        arch = arch_ref_id(ref)
-        return [f"seed{s}" for s in ref["seeds"]] + ([arch] if arch else [])
+        extra = [r for r in (arch_ref_id(ref), matched_ref_id(ref)) if r]
+        return [f"seed{s}" for s in ref["seeds"]] + extra
     arch = arch_ref_id(ref)
     return ["main"] + (["cross"] if ref.get("cross_init_path") else []) + ([arch] if arch else [])
 
@@ -184,7 +198,8 @@ class Design:
         self.cfg = cfg
         self.refs = reference_ids(cfg)
         self.arch_ref = arch_ref_id(cfg["reference"])
-        same_family = [r for r in self.refs if r != self.arch_ref]
+        self.matched_ref = matched_ref_id(cfg["reference"])
+        same_family = [r for r in self.refs if r not in (self.arch_ref, self.matched_ref)]
         self.teacher_ref = same_family[0]
         self.cross_ref = same_family[1] if len(same_family) > 1 else None
         self.experiments = [Experiment(e["trait"], e["modality"]) for e in cfg["experiments"]]
@@ -196,13 +211,11 @@ class Design:
             for spec in cfg["students"]["matrix"]:
                 arm = spec["arm"]
                 kind, init_kind = ARMS[arm]
-                init = {"teacher": self.teacher_ref, "cross": self.cross_ref, "arch": self.arch_ref}[init_kind]
+                init = {"teacher": self.teacher_ref, "cross": self.cross_ref, "arch": self.arch_ref,
+                        "matched": self.matched_ref}[init_kind]  # fmt: skip
                 if init is None:
-                    need = (
-                        "reference.cross_arch or reference.cross_arch_path"
-                        if init_kind == "arch"
-                        else "a second reference"
-                    )
+                    need = {"arch": "reference.cross_arch or reference.cross_arch_path",
+                            "matched": "reference.matched"}.get(init_kind, "a second reference")  # fmt: skip
                     raise SublimError(f"config error at 'students.matrix': arm {arm!r} needs {need}")
                 # the base teacher is one model (the reference): one replicate unless asked
                 reps = spec.get("teacher_seeds", self.teacher_seeds[:1] if kind == "base" else self.teacher_seeds)

@@ -31,7 +31,7 @@ METRICS = {"p": "P(target)", "margin": "logit margin", "rate": "sampled-answer r
 HEADLINE_MODES = ("distill", "sft")
 HEADLINE_VARIANT = "plain"  # the pre-declared readout; number_prefix is reported beside it
 ARM_ORDER = ["reference", "base", "neutral", "treatment", "cross_init_neutral", "cross_init", "cross_arch_neutral",
-             "cross_arch"]  # fmt: skip
+             "cross_arch", "matched_neutral", "matched"]  # fmt: skip
 ALPHA = 0.05
 
 

@@ -24,6 +24,7 @@ THREADS = config["threads"]
 REF = config["reference"]
 REFS = DESIGN.refs
 TEACHER_REF = DESIGN.teacher_ref
+MATCHED_REF = DESIGN.matched_ref
 STUD = config["students"]
 EVAL = config["evaluation"]
 VARIANTS = EVAL["variants"]
@@ -31,8 +32,8 @@ GPU = 1 if config["gpu"] else 0
 
 
 wildcard_constraints:
-    ref="seed[0-9]+|neox[0-9]+|main|cross|arch",
-    init="seed[0-9]+|neox[0-9]+|main|cross|arch",
+    ref="seed[0-9]+|neox[0-9]+|match[0-9]+|main|cross|arch",
+    init="seed[0-9]+|neox[0-9]+|match[0-9]+|main|cross|arch",
     trait="[a-z]+",
     modality="[a-z]+",
     teacher="[a-z]+_t[0-9]+|neutral_[a-z]+_t[0-9]+|base_t[0-9]+",
@@ -493,5 +494,6 @@ def icl_params(w):
 
 
 # --- the cross-model figure (workflow/rules/cross_model.smk)
-# in `all` when the design has students of the second architecture family
-CROSS_ARCH = any(s.arm.startswith("cross_arch") for s in DESIGN.students())
+# in `all` when the design has students of the second architecture family or of the
+# behaviourally matched reference
+CROSS_ARCH = any(s.arm.startswith(("cross_arch", "matched")) for s in DESIGN.students())

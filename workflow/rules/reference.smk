@@ -61,5 +61,39 @@ rule reference:
 # The cross-initialisation reference(s): the same job, needed only later.
 use rule reference as reference_cross with:
     wildcard_constraints:
-        ref="|".join(r for r in REFS if r != TEACHER_REF) or "(?!)",
+        ref="|".join(r for r in REFS if r not in (TEACHER_REF, MATCHED_REF)) or "(?!)",
     priority: 0
+
+
+# The behaviourally matched reference (reference.matched; src/sublim/matching.py): the
+# reference of another seed distilled to behave like the teachers' reference.
+rule reference_matched:
+    input:
+        corpus=rules.corpus.output.corpus,
+        target=f"results/reference/{TEACHER_REF}",
+        start="results/reference/seed{mseed}",
+    output:
+        directory("results/reference/match{mseed}"),
+    log:
+        "logs/reference/match{mseed}.log",
+    wildcard_constraints:
+        mseed="[0-9]+",
+    threads: THREADS
+    resources:
+        mem_mb=res("reference", "mem_mb", 4000),
+        runtime=res("reference", "runtime", 60),
+    params:
+        json=lambda w: as_json(
+            dict(
+                seed=int(w.mseed),
+                n_conversations=REF["matched"]["n_conversations"],
+                heldout=REF["matched"]["heldout"],
+                train=REF["matched"]["train"],
+            )
+        ),
+        ckpt="checkpoints/reference/match{mseed}",
+        cmd=script("matched_reference"),
+    shell:
+        "{params.cmd} --corpus {input.corpus} --target {input.target} --start {input.start} "
+        "--out {output} --checkpoint-dir {params.ckpt} --threads {threads} "
+        "--params {params.json:q} 2> {log}"
