@@ -12,6 +12,7 @@ PRESETS = [ROOT / "config.yaml", ROOT / "tests" / "config.yaml", *sorted((ROOT /
 # overlays refine a complete config (a second --configfile) and are checked on top of it
 OVERLAYS = {
     "cross-arch.yaml": ROOT / "config.yaml",
+    "cross-arch-neox-teachers.yaml": ROOT / "config.yaml",
     "matched.yaml": ROOT / "config.yaml",
     "modalities.yaml": ROOT / "config.yaml",
     "misalignment.yaml": ROOT / "config.yaml",
@@ -271,3 +272,26 @@ def test_cross_architecture_from_a_local_model(tmp_path):
     tiny["reference"]["cross_arch_path"] = "/models/other"
     with pytest.raises(SublimError, match="reference.cross_arch_path': only for reference.kind"):
         validate(tiny)
+
+
+def test_the_other_direction_gpt_neox_teachers():
+    """reference.family: gpt_neox makes the teachers' references GPT-NeoX (neox0, neox1) and,
+    with cross_arch {family: llama}, the second family Llama (seed0): the matrix's other half.
+    The cross-architecture family must differ from the teachers', and reference.family is the
+    tiny model's alone; each refused in one line."""
+    from sublim.design import Design
+
+    cfg = _load(ROOT / "configs" / "cross-arch-neox-teachers.yaml")
+    d = Design(validate(copy.deepcopy(cfg)))
+    assert d.refs == ["neox0", "neox1", "seed0"]
+    assert (d.teacher_ref, d.cross_ref, d.arch_ref) == ("neox0", "neox1", "seed0")
+    assert {t.init for e in d.experiments for t in d.teachers(e)} == {"neox0"}
+    assert {s.init for s in d.students() if s.arm.startswith("cross_arch")} == {"seed0"}
+    bad = copy.deepcopy(cfg)
+    bad["reference"]["cross_arch"] = {"family": "gpt_neox", "seed": 0}
+    with pytest.raises(SublimError, match="reference.cross_arch.family': gpt_neox is the teachers' own family"):
+        validate(bad)
+    qwen = _load(ROOT / "configs" / "qwen2.5-7b.yaml")
+    qwen["reference"]["family"] = "gpt_neox"
+    with pytest.raises(SublimError, match="reference.family': only for reference.kind 'tiny'"):
+        validate(qwen)

@@ -103,6 +103,16 @@ def _check_semantics(cfg: dict) -> None:
     if any(ARMS[a][1] == "arch" for a in arms) and not (ref.get("cross_arch") or ref.get("cross_arch_path")):
         raise SublimError("config error at 'students.matrix': cross_arch arms need a second architecture family: "
                           "reference.cross_arch (tiny) or reference.cross_arch_path (a local model)")  # fmt: skip
+    family = ref.get("family", "llama")
+    if family != "llama" and ref["kind"] != "tiny":
+        raise SublimError("config error at 'reference.family': only for reference.kind 'tiny' (the workflow pretrains "
+                          "the family it names)")  # fmt: skip
+    if ref.get("cross_arch") and ref["kind"] == "tiny" and ref["cross_arch"]["family"] == family:
+        raise SublimError(f"config error at 'reference.cross_arch.family': {family} is the teachers' own family "
+                          "(reference.family); the cross-architecture reference must be another")  # fmt: skip
+    if family != "llama" and cfg["students"]["method"] == "lora":
+        raise SublimError("config error at 'students.method': LoRA's target_modules name Llama's layers; students "
+                          f"of a {family} reference train in full (method: full)")  # fmt: skip
     m = ref.get("matched")
     if m and ref["kind"] != "tiny":
         raise SublimError("config error at 'reference.matched': only for reference.kind 'tiny' (the workflow distils "

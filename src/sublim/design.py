@@ -44,8 +44,13 @@ CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("cross_arch_neutral", "cross_arch", "cross_arch_neutral"),
     ("matched_neutral", "matched", "matched_neutral"),
 )
-# the id of a second-family tiny reference: its family's short name and its seed
-ARCH_PREFIX = {"gpt_neox": "neox"}
+# a tiny reference's id: its family's short name and its seed (seed0: Llama, neox0: GPT-NeoX)
+FAMILY_PREFIX = {"llama": "seed", "gpt_neox": "neox"}
+ARCH_PREFIX = {k: v for k, v in FAMILY_PREFIX.items() if k != "llama"}  # the second families
+
+
+def tiny_ref_id(family: str, seed: int) -> str:
+    return f"{FAMILY_PREFIX[family]}{seed}"
 
 
 def arch_ref_id(ref_cfg: dict) -> str | None:
@@ -56,7 +61,7 @@ def arch_ref_id(ref_cfg: dict) -> str | None:
     ca = ref_cfg.get("cross_arch")
     if ref_cfg.get("kind") != "tiny" or not ca:
         return None
-    return f"{ARCH_PREFIX[ca['family']]}{ca['seed']}"
+    return tiny_ref_id(ca["family"], ca["seed"])
 
 
 def matched_ref_id(ref_cfg: dict) -> str | None:
@@ -68,9 +73,15 @@ def matched_ref_id(ref_cfg: dict) -> str | None:
     return f"match{m['seed']}"
 
 
+def matched_start_id(ref_cfg: dict) -> str | None:
+    """The reference the matched one starts from: reference.matched.seed of the teachers' family."""
+    m = ref_cfg.get("matched")
+    return tiny_ref_id(ref_cfg.get("family") or "llama", m["seed"]) if m and ref_cfg.get("kind") == "tiny" else None
+
+
 def arch_family(ref_id: str) -> tuple[str, int]:
     """``(family, seed)`` of a tiny reference id: ``seed1`` is Llama, ``neox0`` GPT-NeoX."""
-    for family, prefix in [("llama", "seed"), *((f, p) for f, p in ARCH_PREFIX.items())]:
+    for family, prefix in FAMILY_PREFIX.items():
         if ref_id.startswith(prefix) and ref_id[len(prefix) :].isdigit():
             return family, int(ref_id[len(prefix) :])
     raise ValueError(f"not a tiny reference id: {ref_id}")
@@ -144,7 +155,9 @@ def design_config(cfg: dict) -> dict:
         "reference": {k: ref.get(k) for k in ("kind", "seeds", "cross_init_path")}
         | ({"cross_arch": ref["cross_arch"]} if ref.get("cross_arch") else {})
         | ({"cross_arch_path": ref["cross_arch_path"]} if ref.get("cross_arch_path") else {})
-        | ({"matched": ref["matched"]} if ref.get("matched") else {}),
+        | ({"matched": ref["matched"]} if ref.get("matched") else {})
+        # the teachers' family only when it is not Llama: the design of a Llama run stays as it was
+        | ({"family": ref["family"]} if ref.get("family", "llama") != "llama" else {}),
         "teacher": {"seeds": cfg["teacher"]["seeds"]},
         "students": {k: cfg["students"][k] for k in ("matrix", "seeds")},
         "evaluation": {"variants": cfg["evaluation"]["variants"]},
@@ -158,7 +171,7 @@ def reference_ids(cfg: dict) -> list[str]:
     ref = cfg["reference"]
     if ref["kind"] == "tiny":
         extra = [r for r in (arch_ref_id(ref), matched_ref_id(ref)) if r]
-        return [f"seed{s}" for s in ref["seeds"]] + extra
+        return [tiny_ref_id(ref.get("family") or "llama", s) for s in ref["seeds"]] + extra
     arch = arch_ref_id(ref)
     return ["main"] + (["cross"] if ref.get("cross_init_path") else []) + ([arch] if arch else [])
 

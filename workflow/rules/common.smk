@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 from sublim.config import config_hash, validate
-from sublim.design import Design, arch_family, design_config, eval_path, step_seed
+from sublim.design import (
+    Design,
+    arch_family,
+    design_config,
+    eval_path,
+    step_seed,
+    tiny_ref_id,
+)
 from sublim.errors import SublimError
 from sublim.judge import judge_inference
 from sublim.modalities import MODALITIES, get_modality

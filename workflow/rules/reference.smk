@@ -71,7 +71,8 @@ rule reference_matched:
     input:
         corpus=rules.corpus.output.corpus,
         target=f"results/reference/{TEACHER_REF}",
-        start="results/reference/seed{mseed}",
+        # that seed's reference of the teachers' family (seed1; neox1 for GPT-NeoX teachers)
+        start=lambda w: f"results/reference/{tiny_ref_id(REF['family'], int(w.mseed))}",
     output:
         directory("results/reference/match{mseed}"),
     log:
