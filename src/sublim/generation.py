@@ -263,6 +263,7 @@ def _generate_kv(
     first_probs: list[float] = []
     n_tokens = n_prompt_tokens = n_forwards = 0
     static = llama_sampler.supports(model) if static is None else static
+    fused = llama_sampler.fuse(model) if static else None  # once per model, not per batch
     t0 = time.time()
     bs = sampling.batch_size
     for b in range(0, len(prompts), bs):
@@ -277,7 +278,7 @@ def _generate_kv(
         n_prompt_tokens += int(mask.sum())
         gen = torch.Generator(device=dev).manual_seed(request_seed(sampling.seed, b))
         with torch.no_grad():
-            run = _StaticRun(model, ids, mask, sampling) if static else _DynamicRun(model, ids, mask)
+            run = _StaticRun(model, ids, mask, sampling, fused) if static else _DynamicRun(model, ids, mask)
             logits = run.logits
             n_forwards += 1
             if sampling.prob_of is not None:
@@ -318,10 +319,10 @@ def _generate_kv(
 class _StaticRun:
     """One batch on ``llama_sampler.StaticCache``."""
 
-    def __init__(self, model, ids, mask, sampling: Sampling):
+    def __init__(self, model, ids, mask, sampling: Sampling, fused=None):
         from . import llama_sampler
 
-        self.cache = llama_sampler.StaticCache(model)
+        self.cache = llama_sampler.StaticCache(model, fused)
         self.logits = self.cache.prefill(ids, mask, sampling.max_new_tokens)
 
     def step(self, tokens):

@@ -62,6 +62,11 @@ class _Layer:
         self.scaling = a.scaling
 
 
+def fuse(model) -> list:
+    """The model's decoder layers with q/k/v and gate/up weights concatenated (a copy)."""
+    return [_Layer(layer) for layer in model.model.layers]
+
+
 def _rms(x, ln):
     import torch
 
@@ -81,10 +86,11 @@ def _rotate(x, cos, sin):
 class StaticCache:
     """One batch's decoding state over a supported model: ``prefill`` then ``step`` per token."""
 
-    def __init__(self, model):
+    def __init__(self, model, layers=None):
+        """``layers``: ``fuse(model)``, made once per model and shared by its batches."""
         cfg = model.config
         self.model = model
-        self.layers = [_Layer(layer) for layer in model.model.layers]
+        self.layers = layers if layers is not None else fuse(model)
         self.embed = model.model.embed_tokens.weight.detach()
         self.norm = (model.model.norm.weight.detach(), model.model.norm.variance_epsilon)
         self.head_w = model.lm_head.weight.detach()

@@ -52,7 +52,7 @@ def match_reference(out_dir, *, corpus, target, start, seed: int, n_conversation
     t0 = time.time()
     steps._threads(threads)
     tgt, tok, _ = models.load(target)
-    model, s_tok, _ = models.load(start)
+    model, s_tok, start_h = models.load(start)
     if s_tok.get_vocab() != tok.get_vocab():
         raise SublimError(f"matching needs {start} and {target} to share a tokenizer")
     rows = steps.read_jsonl(corpus)
@@ -80,5 +80,6 @@ def match_reference(out_dir, *, corpus, target, start, seed: int, n_conversation
               "train": train}  # fmt: skip
     steps._write_model_dir(out_dir, "reference", params, {"corpus": corpus, "target": target, "start": start}, seed,
                            t0, model=model, tok=tok, checkpoint_dir=checkpoint_dir, training=info,
-                           n_parameters=sum(p.numel() for p in model.parameters()), matching=result)  # fmt: skip
+                           n_parameters=sum(p.numel() for p in model.parameters()), matching=result,
+                           system_prompt=start_h.system_prompt)  # fmt: skip
     return result
