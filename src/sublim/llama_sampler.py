@@ -4,7 +4,7 @@ The ``kvcache`` backend samples from a ``transformers`` model with one prefill a
 forward per new token. Through the model's own ``forward`` every step pays for what a tiny
 model cannot hide: the growing ``DynamicCache`` (a concatenation per layer per step), a
 fresh 4-D attention mask, separate q/k/v and gate/up matmuls. ``StaticCache`` here runs
-the same arithmetic on the model's own weights, read once:
+the same arithmetic on the model's own weights, fused once per call:
 
 * q, k and v in one matmul, gate and up in one matmul;
 * keys and values written in place into a cache allocated once per batch;
