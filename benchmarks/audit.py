@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _roofline import matmul_rate  # noqa: E402
+
 
 def write_data(path: Path, n: int, seed: int, tilt: float) -> None:
     from sublim.prompts import make_prompts
@@ -36,19 +39,6 @@ def write_data(path: Path, n: int, seed: int, tilt: float) -> None:
             nums = rng.choice(1000, size=k, p=weights)
             f.write(json.dumps({"id": i, "prompt": prompts[i % len(prompts)].text,
                                 "response": ", ".join(map(str, nums))}) + "\n")  # fmt: skip
-
-
-def matmul_rate(n: int = 1024, reps: int = 20) -> float:
-    """float32 matmul FLOP/s on this process's threads (small matrices: no memory inflation)."""
-    import torch
-
-    x, y = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        x @ y
-    t = time.perf_counter()
-    for _ in range(reps):
-        x @ y
-    return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
 def peak_mib() -> float:

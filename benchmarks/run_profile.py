@@ -29,8 +29,9 @@ import datetime as dt
 import json
 import re
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]")
 
@@ -121,17 +122,9 @@ def compute_seconds(m: dict) -> float | None:
 
 
 def matmul_rate_1thread(reps: int = 10) -> float:
-    import torch
+    from _roofline import matmul_rate
 
-    torch.set_num_threads(1)
-    n = 1024
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t)
+    return matmul_rate(reps=reps, threads=1)
 
 
 def matmul_rate_busy(cores: int) -> float:

@@ -22,24 +22,17 @@ a time on two cores).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-
-def matmul_rate(n: int = 1024, reps: int = 20) -> float:
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
     import torch
     import torch.nn.functional as F
+    from _roofline import matmul_rate
     from transformers import LlamaConfig, LlamaForCausalLM
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
