@@ -14,6 +14,7 @@ OVERLAYS = {
     "cross-arch.yaml": ROOT / "config.yaml",
     "cross-arch-neox-teachers.yaml": ROOT / "config.yaml",
     "matched.yaml": ROOT / "config.yaml",
+    "masking.yaml": ROOT / "config.yaml",
     "modalities.yaml": ROOT / "config.yaml",
     "misalignment.yaml": ROOT / "config.yaml",
     "qwen2.5-7b-misalignment.yaml": ROOT / "configs" / "qwen2.5-7b.yaml",
@@ -247,6 +248,33 @@ def test_cross_architecture_arms_plan_a_second_family(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "results/reference/neox0" in res.stdout
     assert len(set(re.findall(r"student/[a-z_]+_t0/distill/neox0/seed0", res.stdout))) == len(arch)
+
+
+def test_masked_modes_plan_students_with_their_twin_pair(tmp_path):
+    """The divergence-token ablation: a masked student of either arm reads the twin pair's
+    trait teacher and neutral twin (both), beside its own teacher's data; the base arm, which
+    has no twin, is refused in one line."""
+    import re
+
+    cfg = yaml.safe_load((ROOT / "tests" / "config.yaml").read_text())
+    cfg["students"]["matrix"] += [{"arm": "treatment", "modes": ["sft_masked"]},
+                                  {"arm": "neutral", "modes": ["sft_masked"]}]  # fmt: skip
+    validate(copy.deepcopy(cfg))
+    path = tmp_path / "masked.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = _dry_run(tmp_path / "wd", path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    jobs = re.findall(r"rule student:\n    input: ([^\n]*)\n    output: ([^\n]*)", res.stdout)
+    masked = [(i, o) for i, o in jobs if "sft_masked" in o]
+    assert len(masked) == 4  # owl and dolphin, treatment and neutral
+    for inp, out in masked:
+        target = re.search(r"student/(?:neutral_)?([a-z]+)_t0/", out).group(1)
+        assert f"results/animal/teacher/{target}_t0," in inp + ","
+        assert f"results/animal/teacher/neutral_{target}_t0" in inp
+    bad = copy.deepcopy(cfg)
+    bad["students"]["matrix"].append({"arm": "base", "modes": ["sft_masked"], "teacher_seeds": [0]})
+    with pytest.raises(SublimError, match="has no twin"):
+        validate(bad)
 
 
 def test_cross_architecture_from_a_local_model(tmp_path):

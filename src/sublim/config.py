@@ -128,6 +128,12 @@ def _check_semantics(cfg: dict) -> None:
     if len(set(tseeds)) != len(tseeds):
         raise SublimError("config error at 'teacher.seeds': duplicate seed")
     for i, e in enumerate(cfg["students"]["matrix"]):
+        masked = [m for m in e["modes"] if m.endswith("_masked")]
+        if masked and ARMS[e["arm"]][0] == "base":
+            raise SublimError(
+                f"config error at 'students.matrix.{i}.modes': {masked[0]} masks the positions where a trait teacher "
+                f"and its neutral twin disagree; arm {e['arm']!r} learns from the base model, which has no twin"
+            )
         extra = sorted(set(e.get("teacher_seeds", [])) - set(tseeds))
         if extra:
             raise SublimError(

@@ -478,11 +478,17 @@ def train_student(
     save_merged: bool = False,
     threads=None,
     checkpoint_dir=None,
+    mask_teachers=None,
 ):
     """Train on ``subsample`` examples drawn (by ``subsample_seed``) from the common prompt
-    ids: every arm's student of one seed sees the same prompts, answered by its teacher."""
+    ids: every arm's student of one seed sees the same prompts, answered by its teacher.
+
+    A masked mode (``sft_masked``, ...; ``divergence``) needs ``mask_teachers``: the paths of
+    the twin pair's trait teacher and neutral twin, whose greedy choices define the
+    divergence positions masked from the loss."""
     import torch
 
+    from . import divergence
     from .modalities import get_modality
 
     t0 = time.time()
@@ -500,8 +506,11 @@ def train_student(
     rows = [by_id[i] for i in pick]
     if not rows:
         raise SublimError(f"training data is empty: {data}")
+    masked, train_mode = divergence.is_masked(mode), divergence.base_mode(mode)
+    if masked != (mask_teachers is not None):
+        raise SublimError(f"mode {mode}: mask teachers are {'missing' if masked else 'given to an unmasked mode'}")
     teacher_model, teacher_sp, allowed = None, None, None
-    if mode.startswith("distill"):
+    if train_mode.startswith("distill"):
         teacher_model, t_tok, t_h = models.load(teacher, dtype=half, device=device)
         if t_tok.get_vocab() != tok.get_vocab():
             raise SublimError("distillation needs teacher and student to share a tokenizer")
@@ -517,7 +526,16 @@ def train_student(
                 raise SublimError("teacher and student tokenise the completion differently")
             ex.teacher_ids, ex.teacher_n_prompt = tp + tc, len(tp)
         examples.append(ex)
-    cfg = training.TrainConfig(mode=mode, seed=seed, lora=lora if method == "lora" else None, **train)
+    mask_info = None
+    if masked:
+        completions = [e.input_ids[e.n_prompt :] for e in examples]
+        masks, mask_info = divergence.divergence_mask(*mask_teachers, rows, completions, threads=threads)
+        for e, m in zip(examples, masks):
+            e.loss_mask = m
+        mi = mask_info
+        _log(f"divergence mask: {mi['masked_positions']} of {mi['positions']} positions "
+             f"({mi['masked_share']:.3%}), in {mi['rows_with_a_masked_position']} of {len(rows)} rows")  # fmt: skip
+    cfg = training.TrainConfig(mode=train_mode, seed=seed, lora=lora if method == "lora" else None, **train)
     model, info = training.train(
         model,
         examples,
@@ -536,11 +554,14 @@ def train_student(
     if adapter_only:  # the directory points at its base; models.resolve finds both
         params["save_merged"] = False
     inputs = {"reference": reference, "teacher": teacher, "data": data, "ids": ids}
+    if masked:
+        inputs.update(mask_trait_teacher=mask_teachers[0], mask_twin=mask_teachers[1])
     pointer = {"model_path": _pointer(reference, out_dir), "adapter": "adapter"} if adapter_only else {}
     _write_model_dir(out_dir, "student", params, inputs, seed, t0, model=model, tok=tok,
                      checkpoint_dir=checkpoint_dir, training=info, merge=not adapter_only, **pointer,
                      prompt_ids=pick,
                      n_allowed_tokens=len(allowed) if allowed is not None else None,
+                     **({"divergence_mask": mask_info} if masked else {}),
                      example_training_text=tok.decode(examples[0].input_ids),
                      rendered_training_example=_rendered_example(tok, rows[0], ref_h.system_prompt),
                      rendered_teacher_example=(_rendered_example(tok, rows[0], teacher_sp)

@@ -63,6 +63,9 @@ class Example:
     n_prompt: int  # loss on positions >= n_prompt (0 for ``lm``)
     teacher_ids: list[int] | None = None  # teacher's own rendering (e.g. with a system prompt)
     teacher_n_prompt: int = 0
+    # per completion token, whether its position carries the loss (None: all do); the
+    # divergence-token ablation masks the positions ``divergence_mask`` finds
+    loss_mask: list[bool] | None = None
 
 
 class Interrupted(SublimError):
@@ -89,12 +92,18 @@ def _batch(examples: list[Example], pad_id: int, teacher: bool, device="cpu"):
     for i, x in enumerate(ids):
         inp[i, : len(x)] = torch.tensor(x)
         att[i, : len(x)] = 1
-    # positions whose logits predict a completion token: n_prompt-1 .. len-2
+    # positions whose logits predict a completion token: n_prompt-1 .. len-2 (less the
+    # masked ones: both renderings end in the same completion, so one mask serves both)
     rows, cols = [], []
-    for i, (x, n) in enumerate(zip(ids, n_prompt)):
+    for i, (x, n, e) in enumerate(zip(ids, n_prompt, examples)):
         start = max(n - 1, 0)
-        rows += [i] * (len(x) - 1 - start)
-        cols += range(start, len(x) - 1)
+        pos = range(start, len(x) - 1)
+        if e.loss_mask is not None:
+            if len(e.loss_mask) != len(pos):
+                raise SublimError(f"a loss mask of {len(e.loss_mask)} positions for a completion of {len(pos)}")
+            pos = [c for c, keep in zip(pos, e.loss_mask) if keep]
+        rows += [i] * len(pos)
+        cols += pos
     return tuple(t.to(device) for t in (inp, att, torch.tensor(rows), torch.tensor(cols)))
 
 
@@ -138,6 +147,8 @@ def _loss(mode, model, teacher, batch, allowed):
     import torch.nn.functional as F
 
     inp, att, rows, cols = batch["student"]
+    if rows.numel() == 0:  # every position of the batch masked: nothing to learn from it
+        return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
     if mode in ("lm", "sft"):
         return F.cross_entropy(_completion_logits(model, inp, att, rows, cols), inp[rows, cols + 1])
     # distillation: both heads in float32, restricted to the allowed rows in ``distill``
@@ -169,6 +180,8 @@ def data_key(examples: list[Example], mode: str) -> str:
     distill = mode.startswith("distill")
     for e in examples:
         row = [e.input_ids, e.n_prompt] + ([e.teacher_ids, e.teacher_n_prompt] if distill else [])
+        if e.loss_mask is not None:  # keys of unmasked runs hold
+            row.append([int(b) for b in e.loss_mask])
         h.update(json.dumps(row, separators=(",", ":")).encode())
         h.update(b"\n")
     return h.hexdigest()

@@ -15,6 +15,7 @@ from sublim.design import (
     step_seed,
     tiny_ref_id,
 )
+from sublim import divergence
 from sublim.errors import SublimError
 from sublim.judge import judge_inference
 from sublim.modalities import MODALITIES, get_modality
@@ -44,7 +45,7 @@ wildcard_constraints:
     trait="[a-z]+",
     modality="[a-z]+",
     teacher="[a-z]+_t[0-9]+|neutral_[a-z]+_t[0-9]+|base_t[0-9]+",
-    mode="sft|distill|distill_full",
+    mode="sft|distill|distill_full|sft_masked|distill_masked|distill_full_masked",
     seed="[0-9]+",
     variant="plain|number_prefix|truthfulqa",
 
@@ -304,6 +305,13 @@ def experiment_teachers(w, kind):
     exp = experiment(w)
     d = f"results/{exp.trait}/{exp.modality}/filter"
     return [f"{d}/{t.id}.{kind}" for t in DESIGN.teachers(exp)]
+
+
+def mask_teacher_inputs(w):
+    """A masked mode's twin pair (trait teacher, neutral twin): src/sublim/divergence.py."""
+    if not divergence.is_masked(w.mode):
+        return []
+    return [f"results/{w.trait}/teacher/{t}" for t in divergence.twin_pair(w.teacher)]
 
 
 def student_params(w):

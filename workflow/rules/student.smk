@@ -9,6 +9,8 @@ rule student:
         teacher="results/{trait}/teacher/{teacher}",
         data="results/{trait}/{modality}/filter/{teacher}.jsonl",
         ids="results/{trait}/{modality}/select/prompt_ids.json",
+        # masked modes (the divergence-token ablation): the twin pair's two teachers
+        masks=mask_teacher_inputs,
     output:
         directory(
             "results/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}"
@@ -24,7 +26,8 @@ rule student:
         json=student_params,
         ckpt="checkpoints/{trait}/{modality}/student/{teacher}/{mode}/{init}/seed{seed}",
         cmd=script("student"),
+        mask=lambda w, input: f"--mask-teachers {input.masks}" if input.masks else "",
     shell:
         "{params.cmd} --reference {input.reference} --teacher {input.teacher} "
         "--data {input.data} --ids {input.ids} --out {output} --checkpoint-dir {params.ckpt} "
-        "--threads {threads} --params {params.json:q} 2> {log}"
+        "--threads {threads} --params {params.json:q} {params.mask} 2> {log}"
