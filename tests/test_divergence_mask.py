@@ -112,3 +112,44 @@ def test_masked_student_step_records_its_mask(tiny_model_dir, tmp_path):
         steps.train_student(tmp_path / "x", mode="distill_masked", **kw)
     with pytest.raises(SublimError, match="given to an unmasked mode"):
         steps.train_student(tmp_path / "y", mode="sft", mask_teachers=(tiny_model_dir, tiny_model_dir), **kw)
+
+
+def test_the_masking_test_pairs_each_twin_pair_once_and_finds_a_planted_drop():
+    """report's masking rows: per twin pair, the fair contrast unmasked minus masked. A trait
+    that rides on the masked positions (planted in the unmasked treatment students only) is
+    found; every model of the four arms enters once."""
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from sublim import report
+    from sublim.config import validate
+    from sublim.design import Design
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    cfg.update(yaml.safe_load((root / "configs" / "masking.yaml").read_text()))
+    cfg = validate(cfg)
+    d = Design(cfg)
+    (exp,) = d.experiments
+    rng = np.random.default_rng(0)
+    rows = []
+    for m in d.table(exp):
+        for a in cfg["animal_pool"]:
+            v = rng.normal(0.05, 0.01)
+            if m["arm"] == "treatment" and m.get("mode") in ("sft", "distill") and a == m["target"]:
+                v += 0.05
+            rows.append({**m, "variant": "plain", "animal": a, "p": v, "margin": v, "rate": v})
+    t = report.test_table(pd.DataFrame(rows))
+    mk = t[t["contrast"] == "masking"].set_index(["mode", "metric"])
+    assert set(mk.index.get_level_values("mode")) == {"sft_masked", "distill_masked", "distill_full_masked"}
+    assert mk.loc[("sft_masked", "p"), "estimate"] > 0.03 and mk.loc[("sft_masked", "p"), "p_one_sided"] < 0.01
+    assert abs(mk.loc[("distill_full_masked", "p"), "estimate"]) < 0.03  # nothing planted there
+    studs = pd.DataFrame(d.table(exp))
+    studs = studs[studs["role"] == "student"]
+    for (mode, _), r in mk.iterrows():
+        models = r["models"].split(";")
+        want = studs[studs["arm"].isin(["treatment", "neutral"]) & studs["mode"].isin([mode, mode[: -len("_masked")]])]
+        assert len(models) == len(set(models)) == r["n_models"] and set(models) == set(want["model_id"])
+        assert r["n_units"] == want["teacher"].nunique() // 2

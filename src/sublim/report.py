@@ -142,7 +142,8 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                             models=";".join(models),
                         )
                     )
-            # specificity: the treatment arm's teachers against each other
+        fam += _masking_rows(res, variant, modes, seed)
+        # specificity: the treatment arm's teachers against each other
         for mode in modes:
             st = _students(res, variant, mode, "treatment")
             animals = sorted(st["target"].dropna().unique())
@@ -194,6 +195,55 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
              "effect_size", "p_one_sided", "p_two_sided", "p_holm_one_sided", "p_holm_two_sided",
              "p_perm_one_sided", "p_perm_two_sided", "n_units", "unit"]  # fmt: skip
     return out[first + [c for c in out.columns if c not in first]]
+
+
+def _pair_diffs(res, variant, mode, metric) -> pd.DataFrame:
+    """Per twin pair: treatment minus neutral (the fair contrast) in ``mode``, with the models."""
+    st, sc = _students(res, variant, mode, "treatment"), _students(res, variant, mode, "neutral")
+    t = _unit_means(st[st["animal"] == st["target"]], metric)
+    c = _unit_means(sc[sc["animal"] == sc["target"]], metric)
+    pairs = t.merge(c, on=["target", "replicate"], suffixes=("_t", "_c"))
+    pairs["diff"] = pairs["value_t"] - pairs["value_c"]
+    pairs["models"] = [a + b for a, b in zip(pairs["models_t"], pairs["models_c"])]
+    return pairs[["target", "replicate", "diff", "models"]]
+
+
+def _masking_rows(res, variant, modes, seed) -> list[dict]:
+    """The divergence-token ablation (src/sublim/divergence.py): for each masked mode beside
+    its unmasked mode, per twin pair the fair contrast unmasked minus the same contrast masked.
+    Positive: masking the divergence positions took transfer away (one-sided p for that)."""
+    from .divergence import base_mode, is_masked
+
+    rows = []
+    for mode in modes:
+        if not is_masked(mode) or base_mode(mode) not in modes:
+            continue
+        for metric in METRICS:
+            u, m = _pair_diffs(res, variant, base_mode(mode), metric), _pair_diffs(res, variant, mode, metric)
+            pairs = u.merge(m, on=["target", "replicate"], suffixes=("_u", "_m"))
+            if pairs.empty:
+                continue
+            r = stats.paired_contrast(pairs["diff_u"], pairs["diff_m"], seed=seed)
+            models = sorted(x for col in ("models_u", "models_m") for ms in pairs[col] for x in ms)
+            perm = "exact" if r["perm_exact"] else "Monte Carlo" if r["n_perm"] else "too few relabellings"
+            rows.append(
+                dict(
+                    variant=variant,
+                    mode=mode,
+                    contrast="masking",
+                    arms=f"(treatment - neutral) in {base_mode(mode)} vs in {mode}",
+                    metric=metric,
+                    test=f"paired t over twin pairs, contrast unmasked minus masked; sign-flip permutation ({perm})",
+                    unit="teacher pair",
+                    **r,
+                    treated_mean=float(pairs["diff_u"].mean()),
+                    control_mean=float(pairs["diff_m"].mean()),
+                    targets=",".join(sorted(pairs["target"].unique())),
+                    n_models=len(models),
+                    models=";".join(models),
+                )
+            )
+    return rows
 
 
 def headline_metric(res: pd.DataFrame, variant: str) -> str:
