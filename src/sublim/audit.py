@@ -472,9 +472,14 @@ def fit_and_score(make_model, X, labels, fit, test, chunk: int = 20000) -> np.nd
 
 # ----------------------------------------------------------------------------- the audit
 def audit(data, control, out_dir, *, reference=None, teacher=None, control_teacher=None, detectors=None,
-          cfg: AuditConfig | None = None, allow_mismatch: bool = False, threads=None, log=print) -> dict:  # fmt: skip
+          cfg: AuditConfig | None = None, allow_mismatch: bool = False, threads=None, transfer: dict | None = None,
+          log=print) -> dict:  # fmt: skip
     """Run every detector whose inputs are given; write ``summary.json``, ``auroc.csv`` and
-    ``roc.png`` into ``out_dir`` (atomically: all or nothing) and return the summary."""
+    ``roc.png`` into ``out_dir`` (atomically: all or nothing) and return the summary.
+
+    ``transfer``: also run the transfer test (``probe.transfer_test``'s keyword arguments:
+    ``config``, ``target``, ``mode``, ``seeds``, ``subsample``, ``work_dir``), which needs
+    ``reference``; its result joins the summary and the verdict."""
     import pandas as pd
 
     from . import manifest
@@ -494,6 +499,8 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
             raise SublimError("the teacher detector needs --teacher MODEL and --reference MODEL")
         if d == "twin" and not (teacher and control_teacher):
             raise SublimError("the twin detector needs --teacher MODEL and --control-teacher MODEL")
+    if transfer is not None and not reference:
+        raise SublimError("the transfer test trains probe students from the reference: give --reference MODEL")
     if any(k < 1 for k in cfg.ks):
         raise SublimError(f"bag sizes must be at least 1: {list(cfg.ks)}")
     p = pair(data, control, allow_mismatch=allow_mismatch)
@@ -592,6 +599,15 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
             df[col] = np.nan
         df[f"{col}_holm"] = holm(df[col].to_numpy())
     df["flagged"] = df["p_one_sided_holm"] < cfg.alpha
+    transfer_result = None
+    if transfer is not None:
+        from . import probe
+
+        kw = {"work_dir": f"{Path(out_dir)}.probe", **transfer}
+        transfer_result = probe.transfer_test(data, control, reference=reference, teacher=teacher,
+                                              control_teacher=control_teacher, threads=threads,
+                                              allow_mismatch=allow_mismatch, log=log, **kw)  # fmt: skip
+        transfer_result["verdict"] = probe.verdict_line(transfer_result, cfg.alpha)
     summary = {
         "data": str(data),
         "control": str(control),
@@ -610,7 +626,8 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         "control_teacher": str(control_teacher) if control_teacher else None,
         "divergence_tokens": divergence,
         "results": json.loads(df.to_json(orient="records")),
-        "verdict": verdict(df, cfg.alpha),
+        "verdict": verdict(df, cfg.alpha) + (f" {transfer_result['verdict']}." if transfer_result else ""),
+        "transfer_test": transfer_result,
         "seconds": round(time.time() - t0, 2),
     }
     out = Path(out_dir)
@@ -625,7 +642,8 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         inputs = {"data": data, "control": control, **({"reference": reference} if reference else {}),
                   **({"teacher": teacher} if teacher else {}),
                   **({"control_teacher": control_teacher} if control_teacher else {})}  # fmt: skip
-        params = {"detectors": detectors, "config": dataclasses.asdict(cfg), "allow_mismatch": allow_mismatch}
+        params = {"detectors": detectors, "config": dataclasses.asdict(cfg), "allow_mismatch": allow_mismatch,
+                  **({"transfer": {k: str(v) for k, v in transfer.items()}} if transfer else {})}  # fmt: skip
         m = manifest.build_manifest("audit", params, inputs, cfg.seed, t0, verdict=summary["verdict"])
         manifest.write_json_atomic(tmp / manifest.MANIFEST, m)
     return summary

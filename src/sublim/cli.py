@@ -18,13 +18,19 @@ def cmd_audit(a) -> None:
     ks = tuple(int(k) for k in a.k.split(","))
     cfg = audit.AuditConfig(ks=ks, holdout=a.holdout, n_permutations=a.permutations, seed=a.seed)
     detectors = a.detectors.split(",") if a.detectors else None
+    transfer = None
+    if a.transfer is not None:
+        transfer = {"config": a.config, "target": a.transfer or None, "mode": a.transfer_mode,
+                    "seeds": a.transfer_seeds, "subsample": a.transfer_subsample}  # fmt: skip
+        if a.work_dir:
+            transfer["work_dir"] = a.work_dir
     s = audit.audit(a.data, a.against, a.out, reference=a.reference, teacher=a.teacher,
                     control_teacher=a.control_teacher, detectors=detectors,
-                    cfg=cfg, allow_mismatch=a.allow_mismatch, threads=a.threads,
+                    cfg=cfg, allow_mismatch=a.allow_mismatch, threads=a.threads, transfer=transfer,
                     log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     print(audit.format_table(s))
     print(s["verdict"])
-    if a.fail_on_flag and "FLAGGED" in s["verdict"]:
+    if a.fail_on_flag and ("FLAGGED" in s["verdict"] or "TRANSFER toward" in s["verdict"]):
         sys.exit(4)
 
 
@@ -168,7 +174,23 @@ def main(argv=None) -> None:
         action="store_true",
         help="compare data sets whose prompts or filter settings differ (reported in the summary)",
     )
-    p.add_argument("--fail-on-flag", action="store_true", help="exit 4 when any detector flags the data")
+    p.add_argument("--fail-on-flag", action="store_true",
+                   help="exit 4 when any detector flags the data or the transfer test finds transfer")  # fmt: skip
+    p.add_argument(
+        "--transfer",
+        nargs="?",
+        const="",
+        metavar="TARGET",
+        help="also run the transfer test: probe students from --reference on DATA and on CONTROL, scored for "
+        "TARGET (an animal of the config's pool; misalignment: none needed)",
+    )
+    p.add_argument("--config", default="config.yaml", help="the transfer test's sublim config: trait, evaluation, "
+                   "students.train, filter.subsample (default: ./config.yaml)")  # fmt: skip
+    p.add_argument("--transfer-mode", default="sft", help="sft (default), distill or distill_full (these two distil "
+                   "--teacher on DATA and --control-teacher on CONTROL)")  # fmt: skip
+    p.add_argument("--transfer-seeds", type=int, default=3, help="probe seeds: a DATA and a CONTROL student each")
+    p.add_argument("--transfer-subsample", type=int, help="examples per probe student (default: filter.subsample)")
+    p.add_argument("--work-dir", help="where the probe students go (default: OUT.probe; a rerun reuses them)")
     p.set_defaults(fn=cmd_audit)
     p = sub.add_parser("lineage", help="print an artifact's chain back to the reference model")
     p.add_argument("path")
