@@ -162,3 +162,12 @@ def test_specificity_permutation_is_exact_and_valid():
     for t, a in enumerate(labels):
         planted[t, animals.index(a)] += 1
     assert stats.specificity(planted, labels, animals)["p_one_sided"] == pytest.approx(1 / 90)
+
+
+def test_references_are_drawn_teachers_own_first():
+    """The figures draw the teachers' own reference first (black): seed0 for Llama teachers,
+    neox0 for GPT-NeoX teachers; then the same family's second seed, then other families."""
+    names = ["reference seed1", "reference neox0", "reference seed0"]
+    assert sorted(names, key=report._ref_order) == ["reference seed0", "reference seed1", "reference neox0"]
+    by_neox = sorted(names, key=lambda n: report._ref_order(n, "neox0"))
+    assert by_neox == ["reference neox0", "reference seed0", "reference seed1"]

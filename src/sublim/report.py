@@ -35,13 +35,15 @@ ARM_ORDER = ["reference", "base", "neutral", "treatment", "cross_init_neutral", 
 ALPHA = 0.05
 
 
-def _ref_order(name: str) -> tuple:
-    """References in the design's order: the teachers' first, then the second of the same
-    family, then other families (seed0 < seed1 < neox0; main < cross)."""
+def _ref_order(name: str, teachers_ref: str | None = None) -> tuple:
+    """References in the design's order: the teachers' own first (``teachers_ref``, e.g.
+    neox0 when the teachers are GPT-NeoX), then the second of the same family, then other
+    families (seed0 < seed1 < neox0; main < cross)."""
     ref_id = name.removeprefix("reference ")
     prefix = ref_id.rstrip("0123456789")
     digits = ref_id[len(prefix) :]
-    return ({"main": 0, "seed": 0, "cross": 1}.get(prefix, 2), prefix, int(digits) if digits else 0)
+    own = ref_id != teachers_ref if teachers_ref else False
+    return (own, {"main": 0, "seed": 0, "cross": 1}.get(prefix, 2), prefix, int(digits) if digits else 0)
 
 
 def read_table(path) -> pd.DataFrame:
@@ -356,6 +358,8 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
         return
     words = wording(res)
     refs = a[a["arm"].str.startswith("reference")]
+    inits = res.loc[res["role"] == "teacher", "init"].dropna() if "init" in res else pd.Series(dtype=object)
+    teachers_ref = str(inits.mode().iloc[0]) if len(inits) else None  # drawn first, in black
     order = [x for x in ARM_ORDER if x in set(studs["arm"])]
     palette = dict(zip(ARM_ORDER, sns.color_palette("colorblind", len(ARM_ORDER))))
     animals = sorted(studs["animal"].unique())
@@ -373,7 +377,8 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
                 err = np.vstack([da["mean"] - da["ci_lo"], da["ci_hi"] - da["mean"]])
                 ax.errorbar(xs, da["mean"], yerr=np.nan_to_num(err), fmt="o", color=palette[arm], capsize=2,
                             label=arm if (i == 0 and j == 0) else None)  # fmt: skip
-            ref_groups = sorted(refs[refs["metric"] == metric].groupby("arm"), key=lambda g: _ref_order(g[0]))
+            ref_groups = sorted(refs[refs["metric"] == metric].groupby("arm"),
+                                key=lambda g: _ref_order(g[0], teachers_ref))  # fmt: skip
             shades = ["black", "grey", "silver", "lightgrey"][: len(ref_groups)]
             shades += [str(0.2 + 0.6 * i / max(1, len(ref_groups))) for i in range(len(ref_groups) - len(shades))]
             for (name, r), colour in zip(ref_groups, shades):
