@@ -116,6 +116,17 @@ def test_defaults_are_filled():
             lambda c: c["generation"].update(constrained_decoding=True, backend="vllm", max_new_tokens=24),
             "generation.max_new_tokens",
         ),
+        (  # NeoX teachers have no q_proj for a LoRA adapter
+            lambda c: (
+                c["reference"].update(family="gpt_neox"),
+                c["teacher"]["finetune"].update(lora={"r": 4, "alpha": 8, "target_modules": ["q_proj"]}),
+            ),
+            "teacher.finetune.lora",
+        ),  # fmt: skip
+        (  # matching would draw more conversations than the corpus holds
+            lambda c: c["reference"].update(matched={"seed": 1, "n_conversations": 59800, "heldout": 500}),
+            "reference.matched",
+        ),
     ],
 )
 def test_bad_config_is_one_clear_line(mutate, key):

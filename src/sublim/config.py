@@ -113,7 +113,15 @@ def _check_semantics(cfg: dict) -> None:
     if family != "llama" and cfg["students"]["method"] == "lora":
         raise SublimError("config error at 'students.method': LoRA's target_modules name Llama's layers; students "
                           f"of a {family} reference train in full (method: full)")  # fmt: skip
+    if family != "llama" and cfg["teacher"].get("finetune", {}).get("lora"):
+        raise SublimError("config error at 'teacher.finetune.lora': LoRA's target_modules name Llama's layers; "
+                          f"teachers of a {family} reference fine-tune in full (leave lora unset)")  # fmt: skip
     m = ref.get("matched")
+    if m and ref["kind"] == "tiny" and m["n_conversations"] + m["heldout"] > ref["corpus"]["n_conversations"]:
+        n = ref["corpus"]["n_conversations"]
+        raise SublimError(f"config error at 'reference.matched': n_conversations + heldout = "
+                          f"{m['n_conversations'] + m['heldout']} exceeds the corpus's {n} conversations "
+                          "(reference.corpus.n_conversations)")  # fmt: skip
     if m and ref["kind"] != "tiny":
         raise SublimError("config error at 'reference.matched': only for reference.kind 'tiny' (the workflow distils "
                           "one of its own references)")  # fmt: skip
