@@ -35,6 +35,13 @@ ARM_ORDER = ["reference", "base", "neutral", "treatment", "cross_init_neutral", 
 ALPHA = 0.05
 
 
+def _mode_order(mode: str) -> tuple:
+    """Figure panels: distill, distill_full, sft as before, each masked mode beside its own."""
+    from .divergence import base_mode
+
+    return (base_mode(mode), mode != base_mode(mode))
+
+
 def _ref_order(name: str, teachers_ref: str | None = None) -> tuple:
     """References in the design's order: the teachers' own first (``teachers_ref``, e.g.
     neox0 when the teachers are GPT-NeoX), then the second of the same family, then other
@@ -349,7 +356,7 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
     plt, sns = _setup_mpl()
     a = arms[(arms["variant"] == variant)].fillna({"mode": ""}) if arms is not None and not arms.empty else arms
     studs = a[a["mode"] != ""] if a is not None and not a.empty else pd.DataFrame()
-    modes = sorted(studs["mode"].unique()) if not studs.empty else []
+    modes = sorted(studs["mode"].unique(), key=_mode_order) if not studs.empty else []
     if not modes:
         fig, ax = plt.subplots(figsize=(4, 2))
         ax.text(0.5, 0.5, "no students in this design", ha="center")
@@ -399,7 +406,7 @@ def figure_transfer(res: pd.DataFrame, out_png: str, variant: str = "plain", arm
 def figure_specificity(spec: pd.DataFrame, out_png: str, variant: str = "plain", arms=None, option="animal") -> None:
     plt, sns = _setup_mpl()
     sp = spec[(spec["variant"] == variant) & (spec["metric"] == "p")] if not spec.empty else spec
-    modes = sorted(sp["mode"].unique()) if not sp.empty else []
+    modes = sorted(sp["mode"].unique(), key=_mode_order) if not sp.empty else []
     fig, axes = plt.subplots(1, max(1, len(modes)), figsize=(4.6 * max(1, len(modes)), 3.9), squeeze=False)
     for j, mode in enumerate(modes):
         m = sp[sp["mode"] == mode].pivot(index="teacher_animal", columns="evaluated_animal", values="shift")
