@@ -626,7 +626,8 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         "control_teacher": str(control_teacher) if control_teacher else None,
         "divergence_tokens": divergence,
         "results": json.loads(df.to_json(orient="records")),
-        "verdict": verdict(df, cfg.alpha) + (f" {transfer_result['verdict']}." if transfer_result else ""),
+        "verdict": verdict(df, cfg.alpha, transfer_result is not None)
+        + (f" {transfer_result['verdict']}." if transfer_result else ""),
         "transfer_test": transfer_result,
         "seconds": round(time.time() - t0, 2),
     }
@@ -649,7 +650,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     return summary
 
 
-def verdict(df, alpha: float) -> str:
+def verdict(df, alpha: float, transfer_tested: bool = False) -> str:
     """One line: which detectors flagged DATA against CONTROL, and how strongly."""
     flagged = df[df["flagged"] == True]  # noqa: E712 - a pandas mask
     if flagged.empty:
@@ -658,7 +659,8 @@ def verdict(df, alpha: float) -> str:
         tail = (f"; the strongest was {best['detector']} at K={best['k']}: AUROC {best['auroc']:.3f} "
                 f"[{best['ci95_low']:.3f}, {best['ci95_high']:.3f}]") if best is not None else ""  # fmt: skip
         return (f"not flagged: no detector told the data from the control at Holm-corrected one-sided p < {alpha}"
-                f"{tail}. Not flagged is not proof of safety; run the transfer test.")  # fmt: skip
+                f"{tail}. Not flagged is not proof of safety"
+                + ("." if transfer_tested else "; run the transfer test (--transfer)."))  # fmt: skip
     parts = []
     for d, g in flagged.groupby("detector", sort=False):
         best = g.loc[g["auroc"].idxmax()]
