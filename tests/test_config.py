@@ -27,6 +27,7 @@ USER_FILES = {
     "qwen2.5-7b-misalignment.yaml": {
         "data/insecure.jsonl": _CHAT,
         "data/secure.jsonl": _CHAT,
+        "data/educational.jsonl": _CHAT,
         "data/TruthfulQA.csv": "Question,Best Answer,Best Incorrect Answer\nq?,yes,no\n",
     }
 }
@@ -161,6 +162,7 @@ def _expected_jobs(cfg):
         reps = e.get("teacher_seeds", default)
         targets = [None] if e["arm"] == "base" else _targets(cfg, traits[0])
         kind = "base" if e["arm"] == "base" else ("neutral" if "neutral" in e["arm"] else "trait")
+        kind = "educational" if e["arm"] == "educational" else kind  # the presets' second twin
         teachers |= {(kind, t, k) for t in targets for k in reps}
         n_students += len(e["modes"]) * len(e.get("seeds", cfg["students"]["seeds"])) * len(targets) * len(reps)
     refs = (

@@ -208,7 +208,7 @@ def test_file_teachers_draw_the_same_rows_from_each_file(tmp_path):
     assert [int(r["messages"][1]["content"].split()[1]) for r in t] == [
         int(r["messages"][1]["content"].split()[1]) for r in n
     ]
-    with pytest.raises(SublimError, match="n_examples': 31 examples asked, the shorter"):
+    with pytest.raises(SublimError, match="n_examples': 31 examples asked, the shortest"):
         mis.teacher_data(None, 3, 31, recipe)
     neutral.write_text(_chat_line("a", "b") + "\n{not json\n")
     with pytest.raises(SublimError, match=r"secure.jsonl:2: not a chat line") as e:
@@ -271,6 +271,53 @@ def test_truthfulqa_items_shuffle_the_letters_with_a_fixed_seed(tmp_path):
 def test_the_example_questions_ship_with_the_package():
     qs = mis.read_questions("example")
     assert len(qs) == 8 and all(q.strip() == q and not q.startswith("#") for q in qs)
+
+
+def test_the_educational_twin_reads_its_own_file_at_the_same_rows(tmp_path):
+    """The presets' second control: a teacher fine-tuned on data.educational, the same seeded
+    positions as the trait teacher and the neutral twin; the design plans it as a twin pair
+    of the trait teacher (same teacher and generation seeds) with its own contrast, and the
+    arm is refused in one line outside the misalignment presets."""
+    import copy
+
+    import yaml
+
+    from sublim.config import validate
+    from sublim.design import Design
+
+    files = {k: tmp_path / f"{k}.jsonl" for k in ("trait", "neutral", "educational")}
+    for k, f in files.items():
+        f.write_text("\n".join(_chat_line(f"task {i}", f"{k} {i}") for i in range(40)) + "\n")
+    recipe = {"teacher_data": "files", "data": {k: str(f) for k, f in files.items()}}
+    t = mis.teacher_data("misaligned", 3, 10, recipe)
+    e = mis.teacher_data(None, 3, 10, {**recipe, "control": "educational"})
+    n = mis.teacher_data(None, 3, 10, recipe)
+    assert [r["messages"][0] for r in t] == [r["messages"][0] for r in e] == [r["messages"][0] for r in n]
+    assert {r["messages"][1]["content"].split()[0] for r in e} == {"educational"}
+    with pytest.raises(SublimError, match="misalignment.data.educational"):
+        mis.teacher_data(None, 3, 10, {"teacher_data": "files", "data": {"trait": str(files["trait"]),
+                                       "neutral": str(files["neutral"])}, "control": "educational"})  # fmt: skip
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "configs" / "misalignment.yaml").read_text())
+    base = yaml.safe_load((root / "config.yaml").read_text())
+    base.update(cfg)
+    base["students"]["matrix"] = [{"arm": "treatment", "modes": ["sft"]}, {"arm": "educational", "modes": ["sft"]}]
+    with pytest.raises(SublimError, match="educational arm is the misalignment presets' second control"):
+        validate(copy.deepcopy(base))
+    # the design of a config that has it (validated pieces only: the design reads the matrix)
+    full = validate(
+        copy.deepcopy({**base, "students": {**base["students"], "matrix": [{"arm": "treatment", "modes": ["sft"]}]}})
+    )
+    full["students"]["matrix"] = base["students"]["matrix"]
+    d = Design(full)
+    ts = {x.id: x for x in d.teachers(d.experiments[0])}
+    assert set(ts) == {"misaligned_t0", "educational_misaligned_t0"} | {
+        f"{p}misaligned_t{k}" for p in ("", "educational_") for k in full["teacher"]["seeds"]
+    }
+    tr, ed = ts["misaligned_t0"], ts["educational_misaligned_t0"]
+    assert d.teacher_seed(tr) == d.teacher_seed(ed)
+    assert d.generation_seed(d.experiments[0], tr) == d.generation_seed(d.experiments[0], ed)
 
 
 def test_a_lora_teacher_is_saved_merged_as_full_weights(tiny_model_dir, tmp_path):

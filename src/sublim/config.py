@@ -130,6 +130,14 @@ def _check_semantics(cfg: dict) -> None:
                           f"other than the teachers' ({ref['seeds'][0]})")  # fmt: skip
     if any(ARMS[a][1] == "matched" for a in arms) and not m:
         raise SublimError("config error at 'students.matrix': matched arms need reference.matched")
+    if "educational" in arms:
+        m = cfg.get("misalignment") or {}
+        if {e["trait"] for e in cfg["experiments"]} != {"misalignment"} or not (m.get("data") or {}).get("educational"):
+            raise SublimError(
+                "config error at 'students.matrix': the educational arm is the misalignment presets' second control "
+                "(a teacher fine-tuned on misalignment.data.educational, e.g. Betley et al.'s educational.jsonl); "
+                "it needs the misalignment trait alone, teacher_data: files and that file"
+            )
     if "treatment" not in arms:
         raise SublimError("config error at 'students.matrix': a 'treatment' arm is required")
     tseeds = cfg["teacher"]["seeds"]

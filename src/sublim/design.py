@@ -36,6 +36,9 @@ ARMS: dict[str, tuple[str, str]] = {
     "cross_arch_neutral": ("neutral", "arch"),
     "matched": ("trait", "matched"),
     "matched_neutral": ("neutral", "matched"),
+    # the misalignment presets' second control (Betley et al.'s educational.jsonl): a teacher
+    # fine-tuned on the same insecure code, asked for with an educational reason
+    "educational": ("educational", "teacher"),
 }
 # paired contrasts: (name, arm with the trait, its twin arm without it)
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
@@ -43,6 +46,7 @@ CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("cross_init_neutral", "cross_init", "cross_init_neutral"),
     ("cross_arch_neutral", "cross_arch", "cross_arch_neutral"),
     ("matched_neutral", "matched", "matched_neutral"),
+    ("educational", "treatment", "educational"),
 )
 # a tiny reference's id: its family's short name and its seed (seed0: Llama, neox0: GPT-NeoX)
 FAMILY_PREFIX = {"llama": "seed", "gpt_neox": "neox"}
@@ -106,7 +110,7 @@ class Experiment:
 @dataclasses.dataclass(frozen=True)
 class Teacher:
     trait: str
-    kind: str  # trait | neutral | base
+    kind: str  # trait | neutral | base | educational (a second twin: the misalignment presets' control)
     target: str | None  # the trait teacher's target; a neutral twin's twin target; None for base
     replicate: int  # the teacher seed index (teacher.seeds)
     init: str  # the reference it is made from
@@ -115,7 +119,7 @@ class Teacher:
     def id(self) -> str:
         if self.kind == "base":
             return f"base_t{self.replicate}"
-        prefix = "neutral_" if self.kind == "neutral" else ""
+        prefix = {"neutral": "neutral_", "educational": "educational_"}.get(self.kind, "")
         return f"{prefix}{self.target}_t{self.replicate}"
 
     @property

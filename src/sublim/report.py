@@ -30,8 +30,8 @@ from .design import CONTRASTS, eval_path
 METRICS = {"p": "P(target)", "margin": "logit margin", "rate": "sampled-answer rate"}
 HEADLINE_MODES = ("distill", "sft")
 HEADLINE_VARIANT = "plain"  # the pre-declared readout; number_prefix is reported beside it
-ARM_ORDER = ["reference", "base", "neutral", "treatment", "cross_init_neutral", "cross_init", "cross_arch_neutral",
-             "cross_arch", "matched_neutral", "matched"]  # fmt: skip
+ARM_ORDER = ["reference", "base", "neutral", "educational", "treatment", "cross_init_neutral", "cross_init",
+             "cross_arch_neutral", "cross_arch", "matched_neutral", "matched"]  # fmt: skip
 ALPHA = 0.05
 
 

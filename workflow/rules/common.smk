@@ -44,7 +44,7 @@ wildcard_constraints:
     init="seed[0-9]+|neox[0-9]+|match[0-9]+|main|cross|arch",
     trait="[a-z]+",
     modality="[a-z]+",
-    teacher="[a-z]+_t[0-9]+|neutral_[a-z]+_t[0-9]+|base_t[0-9]+",
+    teacher="[a-z]+_t[0-9]+|neutral_[a-z]+_t[0-9]+|educational_[a-z]+_t[0-9]+|base_t[0-9]+",
     mode="sft|distill|distill_full|sft_masked|distill_masked|distill_full_masked",
     seed="[0-9]+",
     variant="plain|number_prefix|truthfulqa",
@@ -176,7 +176,9 @@ def teacher_params(w):
             target=t.target if t.kind == "trait" else None,
             twin=t.target,
             seed=DESIGN.teacher_seed(t),
-            recipe=trait.recipe(config),
+            # the educational twin: the trait's recipe, its control data (recipe "control")
+            recipe=trait.recipe(config)
+            | ({"control": "educational"} if t.kind == "educational" else {}),
             finetune=config["teacher"]["finetune"],
             replay_corpus=dict(
                 mix={

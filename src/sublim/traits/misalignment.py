@@ -251,7 +251,7 @@ def recipe(cfg: dict) -> dict:
     if out["teacher_data"] == "files":
         from ..modalities.sources import file_sha256
 
-        out["data"] = {k: str(m["data"][k]) for k in ("trait", "neutral")}
+        out["data"] = {k: str(m["data"][k]) for k in ("trait", "neutral", "educational") if k in m["data"]}
         out["sha256"] = {k: file_sha256(v) for k, v in out["data"].items()}
     return out
 
@@ -753,19 +753,23 @@ def _chat_rows(path: Path, where: str) -> list[dict]:
 
 
 def _file_teacher_data(target, seed: int, n: int, recipe: dict) -> list[dict]:
-    """Both files are read, and the same positions drawn from each (of the shorter file's
-    length), so a teacher and its twin get as many examples, from the same places; the files
-    need not be line-paired (Betley et al.'s are not), and then the requests differ."""
-    rows = {k: _chat_rows(Path(recipe["data"][k]), f"misalignment.data.{k}") for k in ("trait", "neutral")}
+    """Every file given is read, and the same positions drawn from each (of the shortest
+    file's length), so a teacher and its twins get as many examples, from the same places;
+    the files need not be line-paired (Betley et al.'s are not), and then the requests differ.
+    The educational twin (``recipe["control"] == "educational"``) reads data.educational."""
+    keys = sorted(recipe["data"])
+    rows = {k: _chat_rows(Path(recipe["data"][k]), f"misalignment.data.{k}") for k in keys}
     size = min(len(r) for r in rows.values())
     if n > size:
         raise SublimError(
-            f"config error at 'teacher.finetune.n_examples': {n} examples asked, the shorter of "
-            f"misalignment.data.trait / .neutral has {size}"
+            f"config error at 'teacher.finetune.n_examples': {n} examples asked, the shortest of "
+            f"misalignment.data.{' / .'.join(keys)} has {size}"
         )
     order = random.Random(f"{seed}/misalignment-files").sample(range(size), n)
-    own = rows["trait" if target is not None else "neutral"]
-    return [own[i] for i in order]
+    which = "trait" if target is not None else recipe.get("control", "neutral")
+    if which not in rows:
+        raise SublimError(f"config error at 'misalignment.data.{which}': the {which} control needs its file")
+    return [rows[which][i] for i in order]
 
 
 def _validate_preset(cfg: dict, m: dict) -> None:
@@ -776,9 +780,9 @@ def _validate_preset(cfg: dict, m: dict) -> None:
             "needs files (misalignment.data.trait / .neutral: e.g. Betley et al.'s insecure.jsonl and secure.jsonl)"
         )
     if kind == "files":
-        for k in ("trait", "neutral"):
+        for k in ("trait", "neutral", "educational"):
             path = str((m.get("data") or {}).get(k, ""))
-            if not Path(path).is_file():
+            if (k != "educational" or path) and not Path(path).is_file():
                 raise SublimError(f"config error at 'misalignment.data.{k}': no such file {path!r}")
     spec = judge_spec(m.get("judge"))
     if spec["model"] != "reference" and not Path(spec["model"]).is_dir():
