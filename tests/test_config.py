@@ -286,7 +286,7 @@ def test_masked_modes_plan_students_with_their_twin_pair(tmp_path):
         assert f"results/animal/teacher/neutral_{target}_t0" in inp
     bad = copy.deepcopy(cfg)
     bad["students"]["matrix"].append({"arm": "base", "modes": ["sft_masked"], "teacher_seeds": [0]})
-    with pytest.raises(SublimError, match="has no twin"):
+    with pytest.raises(SublimError, match="has no twin pair"):
         validate(bad)
 
 

@@ -208,7 +208,7 @@ def test_file_teachers_draw_the_same_rows_from_each_file(tmp_path):
     assert [int(r["messages"][1]["content"].split()[1]) for r in t] == [
         int(r["messages"][1]["content"].split()[1]) for r in n
     ]
-    with pytest.raises(SublimError, match="n_examples': 31 examples asked, the shortest"):
+    with pytest.raises(SublimError, match="n_examples': 31 examples asked, the shorter"):
         mis.teacher_data(None, 3, 31, recipe)
     neutral.write_text(_chat_line("a", "b") + "\n{not json\n")
     with pytest.raises(SublimError, match=r"secure.jsonl:2: not a chat line") as e:
@@ -305,6 +305,13 @@ def test_the_educational_twin_reads_its_own_file_at_the_same_rows(tmp_path):
     base["students"]["matrix"] = [{"arm": "treatment", "modes": ["sft"]}, {"arm": "educational", "modes": ["sft"]}]
     with pytest.raises(SublimError, match="educational arm is the misalignment presets' second control"):
         validate(copy.deepcopy(base))
+    advice = copy.deepcopy(base)  # the tiny world's advice teachers would make it a copy of the neutral twin
+    advice["misalignment"] = {"teacher_data": "advice", "data": {"educational": str(files["educational"])}}
+    with pytest.raises(SublimError, match="educational arm is the misalignment presets' second control"):
+        validate(advice)
+    files["educational"].write_text("\n".join(_chat_line(f"task {i}", f"edu {i}") for i in range(30)) + "\n")
+    with pytest.raises(SublimError, match="30 rows, fewer than the 40"):
+        mis.teacher_data(None, 3, 10, {**recipe, "control": "educational"})
     # the design of a config that has it (validated pieces only: the design reads the matrix)
     full = validate(
         copy.deepcopy({**base, "students": {**base["students"], "matrix": [{"arm": "treatment", "modes": ["sft"]}]}})

@@ -499,8 +499,12 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
             raise SublimError("the teacher detector needs --teacher MODEL and --reference MODEL")
         if d == "twin" and not (teacher and control_teacher):
             raise SublimError("the twin detector needs --teacher MODEL and --control-teacher MODEL")
-    if transfer is not None and not reference:
-        raise SublimError("the transfer test trains probe students from the reference: give --reference MODEL")
+    if transfer is not None:
+        from . import probe
+
+        if not reference:
+            raise SublimError("the transfer test trains probe students from the reference: give --reference MODEL")
+        probe.check_settings(**transfer, teacher=teacher, control_teacher=control_teacher)  # before any detector
     if any(k < 1 for k in cfg.ks):
         raise SublimError(f"bag sizes must be at least 1: {list(cfg.ks)}")
     p = pair(data, control, allow_mismatch=allow_mismatch)

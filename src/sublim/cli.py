@@ -21,7 +21,8 @@ def cmd_audit(a) -> None:
     transfer = None
     if a.transfer is not None:
         transfer = {"config": a.config, "target": a.transfer or None, "mode": a.transfer_mode,
-                    "seeds": a.transfer_seeds, "subsample": a.transfer_subsample}  # fmt: skip
+                    "seeds": a.transfer_seeds, "subsample": a.transfer_subsample,
+                    "modality": a.transfer_modality}  # fmt: skip
         if a.work_dir:
             transfer["work_dir"] = a.work_dir
     s = audit.audit(a.data, a.against, a.out, reference=a.reference, teacher=a.teacher,
@@ -188,7 +189,10 @@ def main(argv=None) -> None:
                    "students.train, filter.subsample (default: ./config.yaml)")  # fmt: skip
     p.add_argument("--transfer-mode", default="sft", help="sft (default), distill or distill_full (these two distil "
                    "--teacher on DATA and --control-teacher on CONTROL)")  # fmt: skip
-    p.add_argument("--transfer-seeds", type=int, default=3, help="probe seeds: a DATA and a CONTROL student each")
+    p.add_argument("--transfer-seeds", type=int, default=5, help="probe seeds: a DATA and a CONTROL student each "
+                   "(default 5)")  # fmt: skip
+    p.add_argument("--transfer-modality", help="the data's modality (numbers, code, cot): distill's token set and "
+                   "the per-student subsample (default: the config's first experiment's)")  # fmt: skip
     p.add_argument("--transfer-subsample", type=int, help="examples per probe student (default: filter.subsample)")
     p.add_argument("--work-dir", help="where the probe students go (default: OUT.probe; a rerun reuses them)")
     p.set_defaults(fn=cmd_audit)

@@ -132,7 +132,12 @@ def _check_semantics(cfg: dict) -> None:
         raise SublimError("config error at 'students.matrix': matched arms need reference.matched")
     if "educational" in arms:
         m = cfg.get("misalignment") or {}
-        if {e["trait"] for e in cfg["experiments"]} != {"misalignment"} or not (m.get("data") or {}).get("educational"):
+        traits = {e["trait"] for e in cfg["experiments"]}
+        if (
+            traits != {"misalignment"}
+            or m.get("teacher_data") != "files"
+            or not (m.get("data") or {}).get("educational")
+        ):
             raise SublimError(
                 "config error at 'students.matrix': the educational arm is the misalignment presets' second control "
                 "(a teacher fine-tuned on misalignment.data.educational, e.g. Betley et al.'s educational.jsonl); "
@@ -145,10 +150,10 @@ def _check_semantics(cfg: dict) -> None:
         raise SublimError("config error at 'teacher.seeds': duplicate seed")
     for i, e in enumerate(cfg["students"]["matrix"]):
         masked = [m for m in e["modes"] if m.endswith("_masked")]
-        if masked and ARMS[e["arm"]][0] == "base":
+        if masked and ARMS[e["arm"]][0] not in ("trait", "neutral"):
             raise SublimError(
                 f"config error at 'students.matrix.{i}.modes': {masked[0]} masks the positions where a trait teacher "
-                f"and its neutral twin disagree; arm {e['arm']!r} learns from the base model, which has no twin"
+                f"and its neutral twin disagree; arm {e['arm']!r} learns from neither (it has no twin pair)"
             )
         extra = sorted(set(e.get("teacher_seeds", [])) - set(tseeds))
         if extra:

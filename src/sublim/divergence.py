@@ -34,8 +34,8 @@ def is_masked(mode: str) -> bool:
 
 def twin_pair(teacher_id: str) -> tuple[str, str]:
     """``(trait teacher id, neutral twin id)`` of the pair a teacher belongs to."""
-    if teacher_id.startswith("base_"):
-        raise SublimError(f"masked modes need a teacher with a neutral twin; {teacher_id} (the base model) has none")
+    if teacher_id.startswith(("base_", "educational_")):
+        raise SublimError(f"masked modes need a trait teacher or its neutral twin; {teacher_id} is neither")
     trait = teacher_id.removeprefix("neutral_")
     return trait, f"neutral_{trait}"
 

@@ -50,9 +50,43 @@ def _reusable(out: Path, params: dict, inputs: dict) -> bool:
     return all(m["inputs"].get(k, {}).get("sha256") == manifest.sha256_path(v) for k, v in inputs.items())
 
 
-def transfer_test(data, control, *, reference, config, target=None, mode: str = "sft", seeds: int = 3,
-                  subsample: int | None = None, teacher=None, control_teacher=None, work_dir, threads=None,
-                  allow_mismatch: bool = False, log=print) -> dict:  # fmt: skip
+DEFAULT_SEEDS = 5  # a sign-flip permutation over 5 pairs can reach 1/32; over 3, only 1/8
+
+
+def check_settings(*, config, target=None, mode: str = "sft", seeds: int = DEFAULT_SEEDS, modality=None,
+                   teacher=None, control_teacher=None, **_) -> dict:  # fmt: skip
+    """The transfer test's settings, checked before anything runs (one line each): returns the
+    config, the trait, its target and the data's modality."""
+    from .modalities import MODALITIES
+    from .traits import get_trait
+
+    cfg = load_config(config)
+    if len({e["trait"] for e in cfg["experiments"]}) > 1:
+        raise SublimError(f"the transfer test reads one trait; the experiments of {config} have several")
+    trait_name = cfg["experiments"][0]["trait"]
+    trait = get_trait(trait_name)
+    targets = trait.pool(cfg)
+    target = target or (trait.targets(cfg)[0] if len(trait.targets(cfg)) == 1 else None)
+    if target is None or target not in targets:
+        raise SublimError(f"--transfer TARGET names the trait's target: one of {targets} (trait {trait_name}), "
+                          f"not {target!r}")  # fmt: skip
+    if mode not in ("sft", "distill", "distill_full"):
+        raise SublimError(f"--transfer-mode must be sft, distill or distill_full, not {mode!r}")
+    if mode != "sft" and not (teacher and control_teacher):
+        raise SublimError(
+            f"--transfer-mode {mode} distils each side's own teacher: give --teacher and --control-teacher"
+        )
+    if seeds < 2:
+        raise SublimError(f"--transfer-seeds must be at least 2 (a paired test over probe seeds), not {seeds}")
+    modality = modality or cfg["experiments"][0]["modality"]
+    if modality not in MODALITIES:
+        raise SublimError(f"--transfer-modality must be one of {sorted(MODALITIES)}, not {modality!r}")
+    return {"cfg": cfg, "trait": trait_name, "target": target, "modality": modality}
+
+
+def transfer_test(data, control, *, reference, config, target=None, mode: str = "sft", seeds: int = DEFAULT_SEEDS,
+                  subsample: int | None = None, modality=None, teacher=None, control_teacher=None, work_dir,
+                  threads=None, allow_mismatch: bool = False, log=print) -> dict:  # fmt: skip
     """Probe students on DATA against CONTROL; returns the test's summary (see the module)."""
     import pandas as pd
 
@@ -64,32 +98,20 @@ def transfer_test(data, control, *, reference, config, target=None, mode: str = 
     from .traits import get_trait
 
     t0 = time.time()
-    cfg = load_config(config)
-    trait_name = cfg["experiments"][0]["trait"]
+    st = check_settings(config=config, target=target, mode=mode, seeds=seeds, modality=modality, teacher=teacher,
+                        control_teacher=control_teacher)  # fmt: skip
+    cfg, trait_name, target, modality = st["cfg"], st["trait"], st["target"], st["modality"]
     trait = get_trait(trait_name)
-    targets = trait.pool(cfg)
-    target = target or (trait.targets(cfg)[0] if len(trait.targets(cfg)) == 1 else None)
-    if target is None or target not in targets:
-        raise SublimError(f"--transfer names the trait's target: one of {targets} (trait {trait_name}), "
-                          f"not {target!r}")  # fmt: skip
-    if mode not in ("sft", "distill", "distill_full"):
-        raise SublimError(f"--transfer-mode must be sft, distill or distill_full, not {mode!r}")
-    if mode != "sft" and not (teacher and control_teacher):
-        raise SublimError(
-            f"--transfer-mode {mode} distils each side's own teacher: give --teacher and --control-teacher"
-        )
-    if seeds < 2:
-        raise SublimError(f"--transfer-seeds must be at least 2 (a paired test over probe seeds), not {seeds}")
     p = pair(data, control, allow_mismatch=allow_mismatch)
     common = sorted({r["id"] for r in p["data"]} & {r["id"] for r in p["control"]})
     if not common:
         raise SublimError(f"{data} and {control} share no prompt id: the probe students need the same prompts")
-    n = min(subsample or cfg["filter"]["subsample"], len(common))
+    # the workflow's examples per student for this modality (code.subsample / cot.subsample)
+    n = min(subsample or (cfg.get(modality) or {}).get("subsample") or cfg["filter"]["subsample"], len(common))
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     ids_json = work / "prompt_ids.json"
     ids_json.write_text(json.dumps({"ids": common}) + "\n")
-    modality = cfg["experiments"][0]["modality"]
     side_teacher = {"data": teacher or reference, "control": control_teacher or reference}
     paths = {}
     for s in range(seeds):
@@ -125,6 +147,7 @@ def transfer_test(data, control, *, reference, config, target=None, mode: str = 
         "mode": mode,
         "metric": metric,
         "seeds": seeds,
+        "modality": modality,
         "examples_per_student": n,
         "shared_prompts": len(common),
         "per_seed": [{"seed": s, "data": float(d[s]), "control": float(c[s])} for s in range(seeds)],

@@ -508,7 +508,8 @@ def train_student(
         raise SublimError(f"training data is empty: {data}")
     masked, train_mode = divergence.is_masked(mode), divergence.base_mode(mode)
     if masked != (mask_teachers is not None):
-        raise SublimError(f"mode {mode}: mask teachers are {'missing' if masked else 'given to an unmasked mode'}")
+        raise SublimError(f"mode {mode}: mask teachers (--mask-teachers) are "
+                          f"{'missing' if masked else 'given to an unmasked mode'}")  # fmt: skip
     teacher_model, teacher_sp, allowed = None, None, None
     if train_mode.startswith("distill"):
         teacher_model, t_tok, t_h = models.load(teacher, dtype=half, device=device)

@@ -147,8 +147,8 @@ def _loss(mode, model, teacher, batch, allowed):
     import torch.nn.functional as F
 
     inp, att, rows, cols = batch["student"]
-    if rows.numel() == 0:  # every position of the batch masked: nothing to learn from it
-        return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+    if rows.numel() == 0:  # every position of the batch masked: nothing to learn (train skips the step)
+        return torch.zeros((), device=inp.device)
     if mode in ("lm", "sft"):
         return F.cross_entropy(_completion_logits(model, inp, att, rows, cols), inp[rows, cols + 1])
     # distillation: both heads in float32, restricted to the allowed rows in ``distill``
@@ -367,10 +367,11 @@ def train(
             with autocast:
                 loss = _loss(cfg.mode, model, teacher, batch, allowed)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            opt.step()
+            if batch["student"][2].numel():  # a batch whose every position is masked: no update
+                loss.backward()
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                opt.step()
             sched.step()
             step += 1
             losses.append(loss.item())

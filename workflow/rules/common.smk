@@ -176,9 +176,12 @@ def teacher_params(w):
             target=t.target if t.kind == "trait" else None,
             twin=t.target,
             seed=DESIGN.teacher_seed(t),
-            # the educational twin: the trait's recipe, its control data (recipe "control")
-            recipe=trait.recipe(config)
-            | ({"control": "educational"} if t.kind == "educational" else {}),
+            # the educational twin: the trait's recipe with its own data (recipe "control")
+            recipe=(
+                trait.control_recipe(config, "educational")
+                if t.kind == "educational"
+                else trait.recipe(config)
+            ),
             finetune=config["teacher"]["finetune"],
             replay_corpus=dict(
                 mix={

@@ -251,9 +251,23 @@ def recipe(cfg: dict) -> dict:
     if out["teacher_data"] == "files":
         from ..modalities.sources import file_sha256
 
-        out["data"] = {k: str(m["data"][k]) for k in ("trait", "neutral", "educational") if k in m["data"]}
+        out["data"] = {k: str(m["data"][k]) for k in ("trait", "neutral")}
         out["sha256"] = {k: file_sha256(v) for k, v in out["data"].items()}
     return out
+
+
+def control_recipe(cfg: dict, control: str) -> dict:
+    """The recipe of a second twin (``educational``: the presets' educational.jsonl): the
+    trait's recipe plus that file, so adding or changing it reruns only its own teachers."""
+    from ..modalities.sources import file_sha256
+
+    if control != "educational":
+        raise SublimError(f"unknown control teacher {control!r} of the misalignment trait")
+    out = recipe(cfg)
+    path = str(cfg["misalignment"]["data"]["educational"])
+    out["data"] = {**out["data"], "educational": path}
+    out["sha256"] = {**out["sha256"], "educational": file_sha256(path)}
+    return {**out, "control": control}
 
 
 def modality_params(cfg: dict, modality: str) -> dict:
@@ -757,18 +771,24 @@ def _file_teacher_data(target, seed: int, n: int, recipe: dict) -> list[dict]:
     file's length), so a teacher and its twins get as many examples, from the same places;
     the files need not be line-paired (Betley et al.'s are not), and then the requests differ.
     The educational twin (``recipe["control"] == "educational"``) reads data.educational."""
-    keys = sorted(recipe["data"])
-    rows = {k: _chat_rows(Path(recipe["data"][k]), f"misalignment.data.{k}") for k in keys}
-    size = min(len(r) for r in rows.values())
+    rows = {k: _chat_rows(Path(recipe["data"][k]), f"misalignment.data.{k}") for k in ("trait", "neutral")}
+    size = min(len(r) for r in rows.values())  # the pair's: an educational file does not move their rows
     if n > size:
         raise SublimError(
-            f"config error at 'teacher.finetune.n_examples': {n} examples asked, the shortest of "
-            f"misalignment.data.{' / .'.join(keys)} has {size}"
+            f"config error at 'teacher.finetune.n_examples': {n} examples asked, the shorter of "
+            f"misalignment.data.trait / .neutral has {size}"
         )
     order = random.Random(f"{seed}/misalignment-files").sample(range(size), n)
     which = "trait" if target is not None else recipe.get("control", "neutral")
     if which not in rows:
-        raise SublimError(f"config error at 'misalignment.data.{which}': the {which} control needs its file")
+        if which not in recipe["data"]:
+            raise SublimError(f"config error at 'misalignment.data.{which}': the {which} control needs its file")
+        rows[which] = _chat_rows(Path(recipe["data"][which]), f"misalignment.data.{which}")
+        if len(rows[which]) < size:
+            raise SublimError(
+                f"config error at 'misalignment.data.{which}': {len(rows[which])} rows, fewer than the "
+                f"{size} of misalignment.data.trait / .neutral (its teachers take the same rows)"
+            )
     return [rows[which][i] for i in order]
 
 
@@ -780,9 +800,10 @@ def _validate_preset(cfg: dict, m: dict) -> None:
             "needs files (misalignment.data.trait / .neutral: e.g. Betley et al.'s insecure.jsonl and secure.jsonl)"
         )
     if kind == "files":
-        for k in ("trait", "neutral", "educational"):
+        arms = {e["arm"] for e in cfg["students"]["matrix"]}
+        for k in ("trait", "neutral") + (("educational",) if "educational" in arms else ()):
             path = str((m.get("data") or {}).get(k, ""))
-            if (k != "educational" or path) and not Path(path).is_file():
+            if not Path(path).is_file():
                 raise SublimError(f"config error at 'misalignment.data.{k}': no such file {path!r}")
     spec = judge_spec(m.get("judge"))
     if spec["model"] != "reference" and not Path(spec["model"]).is_dir():
