@@ -59,6 +59,20 @@ NUMBER = re.compile(r"\d+")
 TOKENS = re.compile(r"\d+|[A-Za-z_]+|[^\sA-Za-z_\d]")
 
 
+def _release() -> None:
+    """Hand freed memory back to the system between stages: CPython and numpy free into
+    glibc's heap, which keeps it, so without this the stages' peaks add up (the data
+    detector's tf-idf, then the model readouts)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
+
+
 @dataclasses.dataclass
 class AuditConfig:
     ks: tuple[int, ...] = (1, 4, 16)
@@ -252,7 +266,9 @@ def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=N
     stats["params"] = sum(p.numel() for p in model.parameters())
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder, head = base.get_decoder(), base.get_output_embeddings()
-    chunk = max(256, 2**24 // head.weight.shape[0])  # positions per head call: 64 MB of float32 logits
+    # positions per head call: 16 MB of float32 logits (the log-softmax, its exp and their
+    # product make three more copies; 64 MB chunks put the tiny model's audit past 1 GB)
+    chunk = max(256, 2**22 // head.weight.shape[0])
     n = len(rows)
     feats, lp_sum = np.zeros((n, 11)), np.zeros(n)
     match: list = [None] * n
@@ -533,6 +549,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         X = responses.reshape(-1, 1)
         scores["data"] = fit_and_score(lambda: _data_model(cfg.seed), X, labels, fit, test)
         extra["data"] = {"seconds": round(time.time() - t, 2)}
+        _release()
     ref_scores = None
     if "reference" in detectors or "teacher" in detectors:
         t = time.time()
@@ -541,6 +558,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         ref_scores = scores_on(reference, rows, need, batch_size=cfg.batch_size, threads=threads, stats=st)
         extra["reference_scoring_seconds"] = round(time.time() - t, 2)
         extra["reference_tokens"], extra["reference_params"] = st["tokens"], st["params"]
+        _release()
     if "reference" in detectors:
         from scipy.stats import mannwhitneyu
 
