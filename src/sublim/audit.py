@@ -498,7 +498,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     ``reference``; its result joins the summary and the verdict."""
     import pandas as pd
 
-    from . import manifest
+    from . import manifest, probe
     from .stats import holm
 
     cfg = cfg or AuditConfig()
@@ -516,8 +516,6 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         if d == "twin" and not (teacher and control_teacher):
             raise SublimError("the twin detector needs --teacher MODEL and --control-teacher MODEL")
     if transfer is not None:
-        from . import probe
-
         if not reference:
             raise SublimError("the transfer test trains probe students from the reference: give --reference MODEL")
         probe.check_settings(**transfer, teacher=teacher, control_teacher=control_teacher)  # before any detector
@@ -623,8 +621,6 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     df["flagged"] = df["p_one_sided_holm"] < cfg.alpha
     transfer_result = None
     if transfer is not None:
-        from . import probe
-
         kw = {"work_dir": f"{Path(out_dir)}.probe", **transfer}
         transfer_result = probe.transfer_test(data, control, reference=reference, teacher=teacher,
                                               control_teacher=control_teacher, threads=threads,

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from . import filtering
+from .divergence import is_masked
 from .errors import SublimError
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -131,12 +132,12 @@ def _check_semantics(cfg: dict) -> None:
     if any(ARMS[a][1] == "matched" for a in arms) and not m:
         raise SublimError("config error at 'students.matrix': matched arms need reference.matched")
     if "educational" in arms:
-        m = cfg.get("misalignment") or {}
+        mis = cfg.get("misalignment") or {}
         traits = {e["trait"] for e in cfg["experiments"]}
         if (
             traits != {"misalignment"}
-            or m.get("teacher_data") != "files"
-            or not (m.get("data") or {}).get("educational")
+            or mis.get("teacher_data") != "files"
+            or not (mis.get("data") or {}).get("educational")
         ):
             raise SublimError(
                 "config error at 'students.matrix': the educational arm is the misalignment presets' second control "
@@ -149,7 +150,7 @@ def _check_semantics(cfg: dict) -> None:
     if len(set(tseeds)) != len(tseeds):
         raise SublimError("config error at 'teacher.seeds': duplicate seed")
     for i, e in enumerate(cfg["students"]["matrix"]):
-        masked = [m for m in e["modes"] if m.endswith("_masked")]
+        masked = [mode for mode in e["modes"] if is_masked(mode)]
         if masked and ARMS[e["arm"]][0] not in ("trait", "neutral"):
             raise SublimError(
                 f"config error at 'students.matrix.{i}.modes': {masked[0]} masks the positions where a trait teacher "

@@ -70,8 +70,10 @@ def check_settings(*, config, target=None, mode: str = "sft", seeds: int = DEFAU
     if target is None or target not in targets:
         raise SublimError(f"--transfer TARGET names the trait's target: one of {targets} (trait {trait_name}), "
                           f"not {target!r}")  # fmt: skip
-    if mode not in ("sft", "distill", "distill_full"):
-        raise SublimError(f"--transfer-mode must be sft, distill or distill_full, not {mode!r}")
+    from .training import MODES
+
+    if mode not in MODES or mode == "lm":
+        raise SublimError(f"--transfer-mode must be one of {[m for m in MODES if m != 'lm']}, not {mode!r}")
     if mode != "sft" and not (teacher and control_teacher):
         raise SublimError(
             f"--transfer-mode {mode} distils each side's own teacher: give --teacher and --control-teacher"
@@ -118,8 +120,8 @@ def transfer_test(data, control, *, reference, config, target=None, mode: str = 
         sub_seed = step_seed(cfg["seed"], "probe", s)
         for side, path in (("data", data), ("control", control)):
             out = work / f"{side}_seed{s}"
-            params = {"modality": modality, "mode": mode, "method": "full", "train": cfg["students"]["train"],
-                      "lora": None, "subsample": n, "subsample_seed": sub_seed}  # fmt: skip
+            params = steps.student_params(modality=modality, mode=mode, method="full", train=cfg["students"]["train"],
+                                          lora=None, subsample=n, subsample_seed=sub_seed)  # fmt: skip
             inputs = {"reference": reference, "teacher": side_teacher[side], "data": path, "ids": ids_json}
             if not _reusable(out, params, inputs):
                 log(f"transfer test: probe student {side} seed {s} ({n} examples, {mode})")

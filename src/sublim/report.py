@@ -127,9 +127,7 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                 if st.empty or sc.empty:
                     continue
                 for metric in METRICS:
-                    t = _unit_means(st[st["animal"] == st["target"]], metric)
-                    c = _unit_means(sc[sc["animal"] == sc["target"]], metric)
-                    pairs = t.merge(c, on=["target", "replicate"], suffixes=("_t", "_c"))
+                    pairs = _twin_pairs(st, sc, metric)
                     r = stats.paired_contrast(pairs["value_t"], pairs["value_c"], seed=seed)
                     models = sorted(m for col in ("models_t", "models_c") for ms in pairs[col] for m in ms)
                     fam.append(
@@ -206,12 +204,18 @@ def test_table(res: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return out[first + [c for c in out.columns if c not in first]]
 
 
+def _twin_pairs(st: pd.DataFrame, sc: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per twin pair: the treated arm's unit (teacher) mean of ``metric`` on its own
+    target and its twin arm's, with each side's models (``value_t``/``_c``, ``models_t``/``_c``)."""
+    t = _unit_means(st[st["animal"] == st["target"]], metric)
+    c = _unit_means(sc[sc["animal"] == sc["target"]], metric)
+    return t.merge(c, on=["target", "replicate"], suffixes=("_t", "_c"))
+
+
 def _pair_diffs(res, variant, mode, metric) -> pd.DataFrame:
     """Per twin pair: treatment minus neutral (the fair contrast) in ``mode``, with the models."""
     st, sc = _students(res, variant, mode, "treatment"), _students(res, variant, mode, "neutral")
-    t = _unit_means(st[st["animal"] == st["target"]], metric)
-    c = _unit_means(sc[sc["animal"] == sc["target"]], metric)
-    pairs = t.merge(c, on=["target", "replicate"], suffixes=("_t", "_c"))
+    pairs = _twin_pairs(st, sc, metric)
     pairs["diff"] = pairs["value_t"] - pairs["value_c"]
     pairs["models"] = [a + b for a, b in zip(pairs["models_t"], pairs["models_c"])]
     return pairs[["target", "replicate", "diff", "models"]]

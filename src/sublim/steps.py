@@ -548,9 +548,8 @@ def train_student(
         log=_log,
         inputs_key={**_inputs_key(reference, teacher), "method": method, "dtype": str(dtype)},
     )
-    params = {"modality": modality, "mode": mode, "method": method, "train": train,
-              "lora": lora if method == "lora" else None, "subsample": subsample,
-              "subsample_seed": subsample_seed}  # fmt: skip
+    params = student_params(modality=modality, mode=mode, method=method, train=train, lora=lora,
+                            subsample=subsample, subsample_seed=subsample_seed)  # fmt: skip
     adapter_only = method == "lora" and not save_merged
     if adapter_only:  # the directory points at its base; models.resolve finds both
         params["save_merged"] = False
@@ -568,6 +567,14 @@ def train_student(
                      rendered_teacher_example=(_rendered_example(tok, rows[0], teacher_sp)
                                                if teacher_model is not None else None),
                      system_prompt=ref_h.system_prompt)  # fmt: skip
+
+
+def student_params(*, modality, mode, method, train, lora, subsample, subsample_seed) -> dict:
+    """The ``params`` a student's manifest records (what ``sublim audit --transfer`` compares
+    before reusing a probe student)."""
+    return {"modality": modality, "mode": mode, "method": method, "train": train,
+            "lora": lora if method == "lora" else None, "subsample": subsample,
+            "subsample_seed": subsample_seed}  # fmt: skip
 
 
 def _rendered_example(tok, row, system_prompt) -> dict:
