@@ -89,6 +89,34 @@ def test_divergence_tokens_by_hand(tmp_path):
     assert d["control"]["divergence_positions"] == 1 and d["control"]["share_of_responses"] == 1.0
 
 
+def test_token_scores_flat_layout_matches_row_by_row(worlds):
+    """The per-position arrays kept flat (read in length order, in batches capped by rows and
+    padded tokens) give each row the same tokens, greedy matches and features as reading that
+    row alone; ``scores_on`` lays them out over all rows, None elsewhere; ``keep_tokens=False``
+    keeps the features only."""
+    import torch
+
+    root, ref, _, files = worlds
+    rows = [json.loads(x) for x in files["ref_a"].read_text().splitlines()][:40]
+    ts = audit.token_scores(ref, rows, batch_size=7, max_tokens=100)  # batches of 7 rows, or fewer long ones
+    model, tok, h = models.load(ref)
+    for i in (0, 13, 39):
+        p, c = models.encode_completion(tok, rows[i]["prompt"], rows[i]["response"], h.system_prompt)
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([p + c])).logits[0, len(p) - 1 : len(p) + len(c) - 1]
+        assert ts.tokens[i].tolist() == c
+        assert ts.match[i].tolist() == (logits.argmax(-1) == torch.tensor(c)).tolist()
+        lp = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(c)[:, None])[:, 0].double()
+        assert ts.lp_sum[i] == pytest.approx(float(lp.sum()), abs=1e-4)
+    lean = audit.token_scores(ref, rows, keep_tokens=False)  # other batches: the same up to float rounding
+    assert lean.match is None and np.allclose(lean.features, ts.features, atol=1e-4)
+    idx = np.array([3, 10, 11])
+    on = audit.scores_on(ref, rows, idx, batch_size=2)
+    assert on.tokens[0] is None and on.match[12] is None and np.isnan(on.lp_sum[0])
+    for i in idx:
+        assert on.tokens[i].tolist() == ts.tokens[i].tolist() and on.match[i].tolist() == ts.match[i].tolist()
+
+
 def test_same_config_same_bytes(worlds, tmp_path):
     _, ref, _, f = worlds
     cfg = audit.AuditConfig(ks=(1, 4), n_permutations=49, n_bootstrap=200)
@@ -153,6 +181,13 @@ def test_mismatched_prompts_and_filters_are_refused(tmp_path):
     with pytest.raises(SublimError, match="filtered with different settings \\(banned\\)"):
         audit.pair(a, c)
     assert audit.pair(a, c, allow_mismatch=True)["mismatch_allowed"]
+
+
+def test_pair_holds_each_prompt_once(tmp_path):
+    """The two data sets answer the same prompts: their rows share one string per prompt."""
+    rows = [{"id": i, "prompt": f"prompt {i}", "response": "1, 2"} for i in range(3)]
+    p = audit.pair(_write(tmp_path / "a.jsonl", rows), _write(tmp_path / "b.jsonl", rows))
+    assert all(a["prompt"] is b["prompt"] for a, b in zip(p["data"], p["control"]))
 
 
 def test_cli_prints_one_error_line(tmp_path):

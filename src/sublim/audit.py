@@ -82,14 +82,15 @@ class AuditConfig:
     alpha: float = 0.05
     seed: int = 0
     min_bags: int = 5  # per class; fewer bags than this: "not testable"
-    batch_size: int = 256  # responses per model forward in the readouts
+    batch_size: int = 64  # at most this many responses per model forward in the readouts
     bootstrap_batch: int = 50  # resamples at a time: bounds memory at 100k responses
     max_fit: int = 20000  # responses per data set that fit a detector (a seeded sample beyond it)
 
 
 # ----------------------------------------------------------------------------- reading
-def read_rows(path) -> list[dict]:
-    """Stream a JSONL data set; one line naming the file and line for anything malformed."""
+def read_rows(path, strings: dict | None = None) -> list[dict]:
+    """Stream a JSONL data set; one line naming the file and line for anything malformed.
+    ``strings``: prompt texts already held (another data set's), shared instead of copied."""
     p = Path(path)
     if not p.exists():
         raise SublimError(f"data set not found: {p}")
@@ -112,7 +113,8 @@ def read_rows(path) -> list[dict]:
             if r["id"] in seen:
                 raise SublimError(f"{p}: line {n} repeats prompt id {r['id']!r} (first on line {seen[r['id']]})")
             seen[r["id"]] = n
-            rows.append({"id": r["id"], "prompt": r["prompt"], "response": r["response"]})
+            prompt = r["prompt"] if strings is None else strings.setdefault(r["prompt"], r["prompt"])
+            rows.append({"id": r["id"], "prompt": prompt, "response": r["response"]})
     if not rows:
         raise SublimError(f"data set is empty: {p}")
     return rows
@@ -132,7 +134,9 @@ def pair(data_path, control_path, *, allow_mismatch: bool = False) -> dict:
     they share at least one id) and, where their ``filter`` manifests are present, come from
     the same filter settings; otherwise one line says what differs, unless
     ``allow_mismatch``. Rows of ids only one side answered are kept (each is its own group)."""
-    a, b = read_rows(data_path), read_rows(control_path)
+    strings: dict = {}  # both sets answer the same prompts: hold each text once
+    a, b = read_rows(data_path, strings), read_rows(control_path, strings)
+    del strings
     pa, pb = {r["id"]: r["prompt"] for r in a}, {r["id"]: r["prompt"] for r in b}
     common = [i for i in pa if i in pb]
     problems = []
@@ -229,16 +233,55 @@ def _dense_model(seed: int):
     return make_pipeline(StandardScaler(), _logistic(seed))
 
 
+class Ragged:
+    """Per-row arrays of different lengths kept as one flat array and offsets (no object per
+    row: 140k responses cost a few MB, not a Python object each). ``r[i]`` is row i's array,
+    or None for a row that was not read."""
+
+    def __init__(self, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+        self.flat, self.starts, self.lengths = flat, starts, lengths  # lengths -1: row absent
+
+    @classmethod
+    def from_list(cls, arrays: list, dtype) -> Ragged:
+        lengths = np.array([-1 if a is None else len(a) for a in arrays], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(np.maximum(lengths, 0))[:-1]]).astype(np.int64)
+        parts = [np.asarray(a, dtype=dtype) for a in arrays if a is not None]
+        return cls(np.concatenate(parts) if parts else np.zeros(0, dtype), starts, lengths)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i):
+        n = self.lengths[i]
+        return None if n < 0 else self.flat[self.starts[i] : self.starts[i] + n]
+
+    def present(self) -> np.ndarray:
+        return self.lengths >= 0
+
+    def spread(self, idx, n: int) -> Ragged:
+        """These rows laid out as rows ``idx`` of ``n`` (absent elsewhere); shares the flat array."""
+        starts, lengths = np.zeros(n, np.int64), np.full(n, -1, np.int64)
+        starts[idx], lengths[idx] = self.starts, self.lengths
+        return Ragged(self.flat, starts, lengths)
+
+
 @dataclasses.dataclass
 class TokenScores:
     """What the detectors keep of a model's reading of every response (compact: 100k
     responses fit in tens of MB): the likelihood features, the summed log-likelihood, and per
-    position whether the model's greedy choice is the written token."""
+    position whether the model's greedy choice is the written token (``match``) and the
+    written token ids (``tokens``); these two are None when not asked for."""
 
     features: np.ndarray  # (n, 11): see likelihood_features
     lp_sum: np.ndarray  # (n,)
-    match: list  # per response, a bool array over its completion positions
-    tokens: list  # per response, the completion's token ids (int32)
+    match: Ragged | None  # per response, a bool array over its completion positions
+    tokens: Ragged | None  # per response, the completion's token ids (int32)
+
+    def __post_init__(self):  # lists of arrays (tests, small callers) become Ragged
+        if isinstance(self.match, list):
+            self.match = Ragged.from_list(self.match, bool)
+        if isinstance(self.tokens, list):
+            self.tokens = Ragged.from_list(self.tokens, np.int32)
 
 
 def likelihood_features(lp: np.ndarray, ent: np.ndarray) -> np.ndarray:
@@ -249,12 +292,24 @@ def likelihood_features(lp: np.ndarray, ent: np.ndarray) -> np.ndarray:
                      (-lp - ent).mean(), (-lp - ent).max()])  # fmt: skip
 
 
-def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=None, stats=None) -> TokenScores:
+def token_scores(
+    model_dir,
+    rows: list[dict],
+    *,
+    batch_size: int = 64,
+    max_tokens: int = 4096,
+    threads=None,
+    stats=None,
+    keep_tokens: bool = True,
+) -> TokenScores:
     """Read every response (its end-of-turn tokens included) given its prompt, rendered with
     the model's chat template and system prompt: per-token log-likelihoods and next-token
-    entropies, reduced to ``TokenScores``. The output head runs only at completion positions,
-    in chunks sized to the vocabulary, so a 50k-token vocabulary does not hold a batch's
-    full logits."""
+    entropies, reduced to ``TokenScores`` (``keep_tokens=False``: without the per-position
+    greedy matches and token ids). Responses are read in length order, at most ``batch_size``
+    at a time and at most ``max_tokens`` padded positions a batch, so a batch of long
+    chain-of-thought answers costs the memory of one of short number answers. The output
+    head runs only at completion positions, in chunks sized to the vocabulary, so a
+    50k-token vocabulary does not hold a batch's full logits."""
     import torch
 
     from . import models
@@ -271,15 +326,34 @@ def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=N
     chunk = max(256, 2**22 // head.weight.shape[0])
     n = len(rows)
     feats, lp_sum = np.zeros((n, 11)), np.zeros(n)
-    match: list = [None] * n
-    tokens: list = [None] * n
-    enc_len = [0] * n
+    lengths = np.zeros(n, np.int64)
+    flat_match: list = []  # per batch, in sorted order: laid out by row at the end
+    flat_tokens: list = []
+    n_tokens = 0
     order = sorted(range(n), key=lambda i: len(rows[i]["prompt"]) + len(rows[i]["response"]))
     pad = tok.pad_token_id
+
+    def encode(i):
+        return models.encode_completion(tok, rows[i]["prompt"], rows[i]["response"], h.system_prompt)
+
+    def batches():
+        at, pending = 0, None
+        while at < n:
+            idx, enc, width = [], [], 0
+            while at < n and len(idx) < batch_size:
+                e = pending or encode(order[at])
+                pending = None
+                w = max(width, len(e[0]) + len(e[1]))
+                if idx and w * (len(idx) + 1) > max_tokens:
+                    pending = e  # starts the next batch
+                    break
+                idx.append(order[at])
+                enc.append(e)
+                width, at = w, at + 1
+            yield idx, enc
+
     with torch.inference_mode():
-        for s in range(0, n, batch_size):
-            idx = order[s : s + batch_size]
-            enc = [models.encode_completion(tok, rows[i]["prompt"], rows[i]["response"], h.system_prompt) for i in idx]
+        for idx, enc in batches():
             seqs = [p + c for p, c in enc]
             width = max(map(len, seqs))
             inp = torch.full((len(idx), width), pad, dtype=torch.long)
@@ -305,12 +379,22 @@ def token_scores(model_dir, rows: list[dict], *, batch_size: int = 64, threads=N
                 sl = slice(at, at + m)
                 feats[i] = likelihood_features(lp[sl], ent[sl])
                 lp_sum[i] = lp[sl].sum()
-                tokens[i] = np.asarray(enc[j][1], dtype=np.int32)
-                match[i] = greedy[sl] == tokens[i]
-                enc_len[i] = len(enc[j][0]) + m
+                lengths[i] = m
+                n_tokens += len(enc[j][0]) + m
                 at += m
-    stats["tokens"] = sum(enc_len)
-    return TokenScores(feats, lp_sum, match, tokens)
+            if keep_tokens:
+                target = target.numpy().astype(np.int32)
+                flat_tokens.append(target)
+                flat_match.append(greedy == target)
+    stats["tokens"] = n_tokens
+    if not keep_tokens:
+        return TokenScores(feats, lp_sum, None, None)
+    # rows were read in length order: their arrays lie in that order in the flat arrays
+    starts = np.zeros(n, np.int64)
+    starts[order] = np.concatenate([[0], np.cumsum(lengths[order])[:-1]]) if n else []
+    cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
+    return TokenScores(feats, lp_sum, Ragged(cat(flat_match, bool), starts, lengths),
+                       Ragged(cat(flat_tokens, np.int32), starts, lengths))  # fmt: skip
 
 
 def scores_on(model_dir, rows: list[dict], idx, **kw) -> TokenScores:
@@ -322,10 +406,9 @@ def scores_on(model_dir, rows: list[dict], idx, **kw) -> TokenScores:
     n = len(rows)
     feats, lp = np.full((n, ts.features.shape[1]), np.nan), np.full(n, np.nan)
     feats[idx], lp[idx] = ts.features, ts.lp_sum
-    match, tokens = [None] * n, [None] * n
-    for j, i in enumerate(idx):
-        match[i], tokens[i] = ts.match[j], ts.tokens[j]
-    return TokenScores(feats, lp, match, tokens)
+    if ts.match is None:
+        return TokenScores(feats, lp, None, None)
+    return TokenScores(feats, lp, ts.match.spread(idx, n), ts.tokens.spread(idx, n))
 
 
 def divergence_tokens(teacher: TokenScores, counterfactual: TokenScores, labels, decode, top: int = 20) -> dict:
@@ -336,7 +419,7 @@ def divergence_tokens(teacher: TokenScores, counterfactual: TokenScores, labels,
     import collections
 
     labels = np.asarray(labels)
-    present = np.array([m is not None for m in teacher.match])
+    present = teacher.match.present()
     out = {}
     for name, c in (("data", 1), ("control", 0)):
         counts: collections.Counter = collections.Counter()
@@ -396,11 +479,20 @@ def _flip(labels: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> n
     return out
 
 
+# elements per vectorised statistics batch (permutations x rows, resamples x bags): 8 MB of
+# float64 a copy, so 100k held-out responses do not cost hundreds of MB; smaller inputs keep
+# their batch of 64 permutations / bootstrap_batch resamples, and so their bytes
+_STAT_ELEMENTS = 2**20
+
+
 def permutation_null(scores, labels, groups, k: int, n_perm: int, rng, chunk: int = 64) -> np.ndarray:
     """The AUROC at bag size ``k`` under ``n_perm`` label swaps within prompt pairs, bags
     rebuilt each time; vectorised over chunks of permutations (each swap keeps both classes'
-    sizes, so every permutation's bags have the same shape)."""
+    sizes, so every permutation's bags have the same shape), at most ``_STAT_ELEMENTS``
+    scores a chunk."""
     from scipy.stats import mannwhitneyu
+
+    chunk = max(1, min(chunk, _STAT_ELEMENTS // max(1, len(labels))))
 
     n1 = int((labels == 1).sum())
     n0 = len(labels) - n1
@@ -439,8 +531,9 @@ def assess(scores, labels, groups, cfg: AuditConfig, n_reported: int, rng, bags=
         if np.ptp(bs) > 0:  # one bootstrap distribution, read at both levels
             # enough resamples that each tail of the simultaneous interval holds at least 10
             n_boot = max(cfg.n_bootstrap, math.ceil(10 / (0.05 / n_reported / 2)))
+            batch = max(1, min(cfg.bootstrap_batch, _STAT_ELEMENTS // len(bs)))
             b = bootstrap((bs[bl == 1], bs[bl == 0]), auroc, n_resamples=n_boot, confidence_level=0.95,
-                          method="percentile", vectorized=True, batch=cfg.bootstrap_batch,
+                          method="percentile", vectorized=True, batch=batch,
                           random_state=np.random.default_rng(rng.integers(2**32)))  # fmt: skip
             cis["ci95"] = (float(b.confidence_interval.low), float(b.confidence_interval.high))
             alpha = 0.05 / n_reported
@@ -553,7 +646,8 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         t = time.time()
         st: dict = {}
         need = np.union1d(fit, test_idx) if "reference" in detectors else test_idx
-        ref_scores = scores_on(reference, rows, need, batch_size=cfg.batch_size, threads=threads, stats=st)
+        ref_scores = scores_on(reference, rows, need, batch_size=cfg.batch_size, threads=threads, stats=st,
+                               keep_tokens=False)  # fmt: skip
         extra["reference_scoring_seconds"] = round(time.time() - t, 2)
         extra["reference_tokens"], extra["reference_params"] = st["tokens"], st["params"]
         _release()
@@ -574,7 +668,9 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
     tea = None
     t = time.time()
     if teacher and ("teacher" in detectors or control_teacher):
-        tea = scores_on(teacher, rows, test_idx, batch_size=cfg.batch_size, threads=threads)
+        tea = scores_on(
+            teacher, rows, test_idx, batch_size=cfg.batch_size, threads=threads, keep_tokens=bool(control_teacher)
+        )  # divergence tokens need them
     if "teacher" in detectors:
         llr = tea.lp_sum - ref_scores.lp_sum
         scores["teacher"] = llr[test]
