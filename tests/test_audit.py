@@ -55,7 +55,7 @@ def test_null_pair_is_not_flagged_and_covers_half(worlds, tmp_path):
     for r in s["results"]:
         assert r["ci95_simultaneous_low"] <= 0.5 <= r["ci95_simultaneous_high"], r
         assert not r["flagged"]
-    assert s["verdict"].startswith("not flagged")
+    assert s["verdict"].startswith("not flagged") and s["flagged"] is False
     names = {p.name for p in (tmp_path / "null").iterdir()}
     assert names == {"summary.json", "auroc.csv", "roc.png", "divergence_tokens.png", "manifest.json"}
     assert s["divergence_tokens"]["data"]["positions"] > 0
@@ -67,7 +67,7 @@ def test_a_different_writer_is_flagged(worlds, tmp_path):
     _, ref, teacher, f = worlds
     s = audit.audit(f["teacher"], f["ref_b"], tmp_path / "pos", reference=ref, teacher=teacher, cfg=FAST)
     res = {(r["detector"], r["k"]): r for r in s["results"]}
-    assert s["verdict"].startswith("FLAGGED")
+    assert s["verdict"].startswith("FLAGGED") and s["flagged"] is True
     assert res[("teacher", 16)]["flagged"] and res[("teacher", 16)]["auroc"] > 0.9
     assert res[("teacher", 1)]["auroc"] < res[("teacher", 16)]["auroc"]
     m = json.loads((tmp_path / "pos" / "manifest.json").read_text())
@@ -188,6 +188,25 @@ def test_pair_holds_each_prompt_once(tmp_path):
     rows = [{"id": i, "prompt": f"prompt {i}", "response": "1, 2"} for i in range(3)]
     p = audit.pair(_write(tmp_path / "a.jsonl", rows), _write(tmp_path / "b.jsonl", rows))
     assert all(a["prompt"] is b["prompt"] for a, b in zip(p["data"], p["control"]))
+
+
+@pytest.mark.parametrize("flagged, transfer, code", [(False, None, 0), (True, None, 4), (False, False, 0),
+                                                    (False, True, 4)])  # fmt: skip
+def test_fail_on_flag_reads_the_summary(monkeypatch, tmp_path, flagged, transfer, code):
+    """``--fail-on-flag`` exits 4 when a detector flagged the data or the transfer test found
+    transfer, read from the summary's fields, not from the verdict's wording."""
+    from sublim import cli
+
+    t = None if transfer is None else {"transfer": transfer}
+    summary = {"flagged": flagged, "transfer_test": t, "verdict": "(wording not read)", "results": []}
+    monkeypatch.setattr(audit, "audit", lambda *a, **k: summary)
+    argv = ["audit", "d.jsonl", "--against", "c.jsonl", "--out", str(tmp_path / "o"), "--fail-on-flag"]
+    try:
+        cli.main(argv)
+        got = 0
+    except SystemExit as e:
+        got = e.code or 0
+    assert got == code
 
 
 def test_cli_prints_one_error_line(tmp_path):

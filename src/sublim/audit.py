@@ -722,6 +722,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
                                               control_teacher=control_teacher, threads=threads,
                                               allow_mismatch=allow_mismatch, log=log, **kw)  # fmt: skip
         transfer_result["verdict"] = probe.verdict_line(transfer_result, cfg.alpha)
+        transfer_result["transfer"] = probe.transferred(transfer_result, cfg.alpha)
     summary = {
         "data": str(data),
         "control": str(control),
@@ -740,6 +741,7 @@ def audit(data, control, out_dir, *, reference=None, teacher=None, control_teach
         "control_teacher": str(control_teacher) if control_teacher else None,
         "divergence_tokens": divergence,
         "results": json.loads(df.to_json(orient="records")),
+        "flagged": bool(df["flagged"].any()),  # what --fail-on-flag reads, with transfer_test.transfer
         "verdict": verdict(df, cfg.alpha, transfer_result is not None)
         + (f" {transfer_result['verdict']}." if transfer_result else ""),
         "transfer_test": transfer_result,

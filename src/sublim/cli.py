@@ -31,7 +31,7 @@ def cmd_audit(a) -> None:
                     log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     print(audit.format_table(s))
     print(s["verdict"])
-    if a.fail_on_flag and ("FLAGGED" in s["verdict"] or "TRANSFER toward" in s["verdict"]):
+    if a.fail_on_flag and (s["flagged"] or (s["transfer_test"] or {}).get("transfer")):
         sys.exit(4)
 
 

@@ -166,12 +166,18 @@ def transfer_test(data, control, *, reference, config, target=None, mode: str = 
     }
 
 
+def transferred(t: dict, alpha: float = 0.05) -> bool:
+    """The transfer test's decision: DATA's probe students shifted toward the target at
+    one-sided p < alpha."""
+    return bool(t["p_one_sided"] < alpha)
+
+
 def verdict_line(t: dict, alpha: float = 0.05) -> str:
     est, (lo, hi) = t["estimate"], t["ci95"]
     what = (
         f"{t['metric']}({t['target']}) DATA - CONTROL {est:+.4g} [{lo:+.4g}, {hi:+.4g}] over {t['seeds']} probe seeds"
     )
-    if t["p_one_sided"] < alpha:
+    if transferred(t, alpha):
         return f"transfer test: TRANSFER toward {t['target']}: {what}, one-sided p {t['p_one_sided']:.3g}"
     if t["p_two_sided"] < alpha and est < 0:
         return f"transfer test: a shift AWAY from {t['target']}: {what}, two-sided p {t['p_two_sided']:.3g}"
