@@ -42,6 +42,21 @@ RULE_PARAMS = {
     "fig_mnist": ["name"],
 }  # fmt: skip
 CODE_DEPS = ["src/sublim"]
+# a rule's keys of one modality or trait section count only for that modality's or trait's jobs:
+# a cot key does not mark a numbers stage stale, nor a misalignment key an animal teacher
+SCOPED = {"code": "modality", "cot": "modality", "misalignment": "trait"}
+
+
+def job_params(rule: str, wildcards: dict) -> list[str]:
+    """The config keys one job reads: its rule's, less the sections of other modalities and traits."""
+    keys = []
+    for k in RULE_PARAMS.get(rule, []):
+        section = k.split(".")[0]
+        scope = SCOPED.get(section)
+        if scope and scope in wildcards and wildcards[scope] != section:
+            continue
+        keys.append(k)
+    return keys
 
 
 def _has_key(cfg: dict, dotted: str) -> bool:
@@ -118,7 +133,8 @@ def build_dvc_yaml(root: Path, configfile: Path | None = None) -> dict:
         deps = sorted({str(x) for x in job.input}) + ([script.group(0)] if script else []) + CODE_DEPS
         outs = sorted({str(o) for o in job.output}) + [{x: {"cache": False}} for x in logs]
         stage = {"cmd": cmd, "deps": deps}
-        keys = [k for k in RULE_PARAMS.get(job.rule.name, []) if _has_key(cfg, k)]
+        wildcards = {k: str(v) for k, v in dict(job.wildcards).items()}
+        keys = [k for k in job_params(job.rule.name, wildcards) if _has_key(cfg, k)]
         if keys:
             stage["params"] = [{params_file: keys}] if params_file != "params.yaml" else keys
         stage["outs"] = outs
