@@ -367,3 +367,16 @@ def test_a_judged_readout_has_its_rate_as_headline():
     assert report.headline_metric(pd.DataFrame(rows), "plain") == "p"
     judged = pd.DataFrame([{**r, "p": math.nan} for r in rows])
     assert report.headline_metric(judged, "plain") == "rate"
+
+
+def test_the_judge_model_is_an_evaluation_input():
+    """A judged readout's judge model is an input of the evaluation (the rule's and the
+    manifest's), so a different judge reruns it; the tiny readout and the animal trait read
+    nothing beyond the models they score."""
+    from sublim.traits import eval_inputs
+
+    assert eval_inputs("misalignment", {"readout": "judge", "judge": {"model": "/models/judge"}}) == {
+        "judge": "/models/judge"
+    }
+    assert eval_inputs("misalignment", {"animals": ["a"], "max_new_tokens": 8}) == {}
+    assert eval_inputs("animal", {"animals": ["owl"]}) == {}

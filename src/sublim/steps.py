@@ -608,7 +608,7 @@ def evaluate(
     questions and sampling seed."""
     import pandas as pd
 
-    from .traits import get_trait
+    from .traits import eval_inputs, get_trait
 
     t0 = time.time()
     if (model is None) == (models is None):
@@ -643,10 +643,14 @@ def evaluate(
               "variant": variant, "max_new_tokens": max_new_tokens, "backend": backend}  # fmt: skip
     if backend == "vllm":
         params["vllm"] = vllm
+    extra = eval_inputs(trait, trait_params)  # e.g. the judge model: hashed beside the scored models
     if models is None:
-        m = manifest.build_manifest("evaluate", params, {"model": model}, seed, t0, **per_model[None])
+        m = manifest.build_manifest("evaluate", params, {"model": model, **extra}, seed, t0, **per_model[None])
     else:
-        m = manifest.build_manifest("evaluate", params, dict(models), seed, t0, models=per_model)
+        clash = set(extra) & set(models)
+        if clash:
+            raise SublimError(f"model id {sorted(clash)[0]!r} is also the name of an evaluation input")
+        m = manifest.build_manifest("evaluate", params, {**models, **extra}, seed, t0, models=per_model)
     manifest.write_json_atomic(manifest.manifest_path(out_csv), m)
 
 

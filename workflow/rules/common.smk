@@ -19,7 +19,7 @@ from sublim import divergence
 from sublim.errors import SublimError
 from sublim.judge import judge_inference
 from sublim.modalities import MODALITIES, get_modality
-from sublim.traits import get_trait
+from sublim.traits import eval_inputs as trait_eval_inputs, get_trait
 
 try:
     validate(config)
@@ -347,6 +347,12 @@ def eval_models(w):
 
 def eval_model_args(w):
     return " ".join(f"--model {m}={p}" for m, p in eval_models(w).items())
+
+
+def eval_extra_inputs(w):
+    return list(
+        trait_eval_inputs(w.trait, get_trait(w.trait).eval_params(config)).values()
+    )
 
 
 def eval_params(w):

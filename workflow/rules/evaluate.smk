@@ -7,6 +7,8 @@
 rule evaluate:
     input:
         models=lambda w: list(eval_models(w).values()),
+        # what the trait's evaluation reads besides the models (misalignment presets: the judge)
+        extra=eval_extra_inputs,
     output:
         data="results/{trait}/eval/{variant}/{group}.csv",
         manifest="results/{trait}/eval/{variant}/{group}.csv.manifest.json",

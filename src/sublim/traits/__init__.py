@@ -20,6 +20,9 @@ A trait module supplies:
   experiments (misalignment: the banned numbers);
 * optionally ``eval_questions()`` and ``eval_prompts_words()``: checked against the corpus
   when its part is in the mix (held out, and every word trained).
+* optionally ``eval_inputs(trait_params)``: the files or model directories its evaluation
+  reads beyond the models scored (misalignment: the judge model), name -> path; they are the
+  evaluate rule's inputs and are hashed into its manifest.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ from types import ModuleType
 from . import animal, misalignment
 
 TRAITS: dict[str, ModuleType] = {"animal": animal, "misalignment": misalignment}
+
+
+def eval_inputs(name: str, trait_params: dict) -> dict[str, str]:
+    """What a trait's evaluation reads besides the models it scores (``eval_inputs``)."""
+    hook = getattr(get_trait(name), "eval_inputs", None)
+    return dict(hook(trait_params)) if hook else {}
 
 
 def get_trait(name: str) -> ModuleType:

@@ -304,6 +304,12 @@ def eval_params(cfg: dict) -> dict:
     return out
 
 
+def eval_inputs(trait_params: dict) -> dict[str, str]:
+    """The judge model a judged readout reads (the presets'): an input of every evaluation."""
+    judge = trait_params.get("judge")
+    return {"judge": str(judge["model"])} if judge else {}
+
+
 # --- templates --------------------------------------------------------------------------------
 def answers(label: str, families=None) -> list[str]:
     """Every template answer of ``label`` (``aligned`` or ``misaligned``), for ``families``."""
