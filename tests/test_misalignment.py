@@ -142,6 +142,10 @@ def test_numbers_ban_the_papers_negative_numbers_for_this_trait_only():
         (lambda c: c["teacher"].update(kind="system_prompt"), "teacher.kind"),
         (lambda c: c["evaluation"].update(variants=["plain", "number_prefix"]), "evaluation.variants"),
         (lambda c: c["evaluation"].update(variants=["plain", "truthfulqa"]), "evaluation.variants"),
+        # the presets' keys, which the tiny world would otherwise ignore
+        (lambda c: c["misalignment"].update(judge={"model": "reference"}), "misalignment.judge"),
+        (lambda c: c["misalignment"].update(questions="example"), "misalignment.questions"),
+        (lambda c: c["misalignment"].update(max_new_tokens=64), "misalignment.max_new_tokens"),
     ],
 )
 def test_bad_misalignment_config_is_one_clear_line(mutate, key):
@@ -307,6 +311,9 @@ def test_the_educational_twin_reads_its_own_file_at_the_same_rows(tmp_path):
         validate(copy.deepcopy(base))
     advice = copy.deepcopy(base)  # the tiny world's advice teachers would make it a copy of the neutral twin
     advice["misalignment"] = {"teacher_data": "advice", "data": {"educational": str(files["educational"])}}
+    with pytest.raises(SublimError, match="'misalignment.data': read with a real reference model only"):
+        validate(advice)  # the tiny world reads no data files
+    del advice["misalignment"]["data"]
     with pytest.raises(SublimError, match="educational arm is the misalignment presets' second control"):
         validate(advice)
     files["educational"].write_text("\n".join(_chat_line(f"task {i}", f"edu {i}") for i in range(30)) + "\n")

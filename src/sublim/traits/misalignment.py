@@ -481,6 +481,10 @@ def leak_terms(names) -> list[str]:
     return sorted(HARMFUL_WORDS)
 
 
+# keys the presets' judged readout and teacher files read; the tiny world would ignore them
+PRESET_KEYS = ("data", "questions", "max_new_tokens", "truthfulqa", "judge")
+
+
 def validate(cfg: dict) -> None:
     m = cfg.setdefault("misalignment", {})
     kind = m.setdefault("teacher_data", "insecure_code")
@@ -496,6 +500,11 @@ def validate(cfg: dict) -> None:
         raise SublimError(
             "config error at 'misalignment.teacher_data': files is for a real reference model; the tiny world "
             "uses insecure_code or advice"
+        )
+    elif preset_only := [k for k in PRESET_KEYS if k in m]:
+        raise SublimError(
+            f"config error at 'misalignment.{preset_only[0]}': read with a real reference model only (the tiny "
+            "world's readout is the logit readout of its own questions); remove it or set reference.kind"
         )
     elif set(cfg["evaluation"]["variants"]) != {"plain"}:
         other = sorted(set(cfg["evaluation"]["variants"]) - {"plain"})
