@@ -148,3 +148,19 @@ def test_static_path_declines_other_architectures(tiny_tokenizer):
     out, st = _generate_kv(None, _rendered(tiny_tokenizer, 6), s, model=model, tok=tiny_tokenizer,
                            stops=[tiny_tokenizer.eos_token_id])  # fmt: skip
     assert st["path"] == "dynamic" and len(out) == 6
+
+
+def test_the_sampler_version_is_a_rule_param_and_a_stale_one_is_refused():
+    """The generate and evaluate rules carry each backend's sampler version in their params
+    (a run made by an older sampler samples again); a step planned with another version than
+    its library's refuses in one line."""
+    import pytest
+
+    from sublim.errors import SublimError
+    from sublim.generation import SAMPLER_VERSIONS, check_sampler, sampler_id
+
+    assert sampler_id("kvcache") == f"kvcache/{SAMPLER_VERSIONS['kvcache']}"
+    assert check_sampler(None, "kvcache") == check_sampler(sampler_id("kvcache"), "kvcache") == sampler_id("kvcache")
+    with pytest.raises(SublimError, match="rule planned sampler kvcache/1") as e:
+        check_sampler("kvcache/1", "kvcache")
+    assert "\n" not in str(e.value)

@@ -203,6 +203,13 @@ def test_manifests_match_their_wildcards(run):
         assert m["inputs"]["reference"]["path"] == f"results/reference/{init}"
         seeds.add((teacher, mode, init, m["seed"]))
     assert len(seeds) == len(list(run.glob(f"{EXP}/student/*/*/*/*")))
+    # the sampler that wrote the data and the readouts, versioned (an older one samples again)
+    from sublim.generation import sampler_id
+
+    gen = [json.loads(f.read_text()) for f in run.glob(f"{EXP}/generate/*.jsonl.manifest.json")]
+    ev = [json.loads(f.read_text()) for f in run.glob("results/animal/eval/*/*.csv.manifest.json")]
+    assert gen and ev
+    assert {m["params"]["sampler"] for m in gen + ev} == {sampler_id("kvcache")}
 
 
 def test_snakemake_html_report_has_figures_tables_and_config(run, tmp_path):

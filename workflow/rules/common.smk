@@ -17,6 +17,7 @@ from sublim.design import (
 )
 from sublim import divergence
 from sublim.errors import SublimError
+from sublim.generation import sampler_id
 from sublim.judge import judge_inference
 from sublim.modalities import MODALITIES, get_modality
 from sublim.traits import eval_inputs as trait_eval_inputs, get_trait
@@ -231,6 +232,7 @@ def generate_params(w):
             attempts=(config.get(exp.modality) or {}).get("attempts", g["attempts"]),
             leak_terms=leak_terms(exp),
             backend=g["backend"],
+            sampler=sampler_id(g["backend"]),
             sampling=sampling,
             **vllm_params(g["backend"]),
         )
@@ -366,6 +368,7 @@ def eval_params(w):
             temperature=EVAL["temperature"],
             seed=seed_of("evaluate", w.variant),
             variant=w.variant,
+            sampler=sampler_id(EVAL["backend"]),
             **vllm_params(EVAL["backend"], key="backend"),
         )
     )
