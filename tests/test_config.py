@@ -9,7 +9,8 @@ from sublim.errors import SublimError
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = [ROOT / "config.yaml", ROOT / "tests" / "config.yaml", *sorted((ROOT / "configs").glob("*.yaml"))]
-# overlays refine a complete config (a second --configfile) and are checked on top of it
+# overlays refine a complete config (a second --configfile; or a list: the files before it) and
+# are checked on top of it
 OVERLAYS = {
     "cross-arch.yaml": ROOT / "config.yaml",
     "cross-arch-neox-teachers.yaml": ROOT / "config.yaml",
@@ -19,6 +20,7 @@ OVERLAYS = {
     "misalignment.yaml": ROOT / "config.yaml",
     "qwen2.5-7b-misalignment.yaml": ROOT / "configs" / "qwen2.5-7b.yaml",
     "qwen2.5-7b-cross-arch.yaml": ROOT / "configs" / "qwen2.5-7b.yaml",
+    "code-replication.yaml": [ROOT / "config.yaml", ROOT / "configs" / "modalities.yaml"],
 }
 # files a preset reads from the working directory that users supply (never shipped): a test
 # writes a stand-in for each
@@ -40,7 +42,8 @@ def _user_files(path, workdir) -> None:
 
 
 def _files(path) -> list:
-    return [OVERLAYS[path.name], path] if path.name in OVERLAYS else [path]
+    base = OVERLAYS.get(path.name, [])
+    return [*(base if isinstance(base, list) else [base]), path]
 
 
 def _merged(base: dict, over: dict) -> dict:
