@@ -105,7 +105,8 @@ def tests_run(tmp_path_factory):
     # as run.sh runs it: the jobs in a warm interpreter (sublim warm)
     cmd = [PYTHON, "-m", "sublim.cli", "warm", "--", PYTHON, "-m", "snakemake", "-c2", "all", "--configfile",
            "tests/config.yaml"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first_log = (wd / "first_run.log").open("w")  # read back if the first run does not stop
+    proc = subprocess.Popen(cmd, cwd=wd, stdout=first_log, stderr=subprocess.STDOUT, start_new_session=True)
     ckpt = wd / "checkpoints" / "reference" / "seed0" / "state.pt"
     deadline = time.time() + 300
     try:
@@ -113,7 +114,17 @@ def tests_run(tmp_path_factory):
             time.sleep(0.2)
         assert ckpt.exists(), "no training checkpoint appeared"
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=120)
+        try:
+            proc.wait(timeout=300)  # a loaded CI machine: jobs checkpoint, then exit
+        except subprocess.TimeoutExpired:
+            ps = subprocess.run(
+                ["ps", "-eo", "pid,ppid,pgid,etime,stat,args"], check=False, capture_output=True, text=True
+            ).stdout
+            mine = "\n".join(x[:220] for x in ps.splitlines() if str(wd) in x or "sublim" in x or "snakemake" in x)
+            tail = (wd / "first_run.log").read_text()[-3000:]
+            raise AssertionError(
+                f"the first run did not stop within 120 s of SIGTERM.\nprocesses:\n{mine}\nits log's end:\n{tail}"
+            ) from None
     finally:  # never leave the first run's jobs running beside the rest of the suite
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -126,6 +126,25 @@ def test_without_a_server_the_script_runs_in_its_own_process(tmp_path):
     assert res.returncode == 0 and "env None" in res.stdout
 
 
+def test_a_job_started_as_the_run_stops_does_not_run(tmp_path):
+    """Once the server has been told to stop (the run is being stopped), a job that its command
+    started meanwhile does not run in its own process for its whole length: it dies as the
+    stop would have killed it (SIGTERM), so the stopping run does not wait on it."""
+    (tmp_path / "probe.py").write_text(PROBE)
+    path = str(tmp_path / "sock")
+    r, w = os.pipe()
+    proc = subprocess.Popen([PY, "-m", "sublim.warm", "serve", path, str(w)], pass_fds=(w,))
+    os.close(w)
+    with os.fdopen(r) as f:
+        assert f.readline().strip() == "ready"
+    proc.terminate()
+    assert proc.wait(timeout=60) == 0
+    env = {**os.environ, warm.ENV: path}
+    res = subprocess.run([PY, "probe.py", "0"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert res.returncode == -signal.SIGTERM and "pid" not in res.stdout
+    assert "the run is stopping; probe.py not started" in res.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_signal_to_the_script_reaches_the_child(server, tmp_path, sig):
     (tmp_path / "probe.py").write_text(PROBE)

@@ -22,7 +22,11 @@ Signals: the script's process forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to th
 a training step checkpoints as it would when killed directly; if that process is killed
 outright (SIGKILL), the server sees its connection close and kills the child the same way
 (the child runs no thread of sublim's: the step's process is the script's alone). Snakemake
-sees one process that exits with the step's status, or dies of the step's signal.
+sees one process that exits with the step's status, or dies of the step's signal. Once the
+server has been told to stop (SIGTERM: the run is being stopped), it marks its socket
+(``SOCKET.stopping``), and a job that the command started meanwhile, which the stop did not
+reach, dies of SIGTERM at once instead of running its whole length in its own process while
+the stopping run waits for it.
 
 Not used (the script runs in its own process as before) when ``SUBLIM_WARM`` is unset, inside
 a Slurm job (``SLURM_JOB_ID``: the job's cgroup and resources are the scheduler's), on a
@@ -40,6 +44,7 @@ import struct
 import sys
 
 ENV = "SUBLIM_WARM"
+STOPPING = ".stopping"  # beside the socket, once the server has been told to stop
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 MAX_MESSAGE = 64 << 20  # a request: command line and environment
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -109,6 +114,16 @@ def _recv(sock: socket.socket, with_fds: int = 0):
 # ---------------------------------------------------------------- the script's side (client)
 
 
+def _stopping(path: str, script: str) -> int | None:
+    """Where the server could not run a job: if it was told to stop (the run is being stopped,
+    and this job was started as it happened), the job does not start, as if the stop had
+    reached it (death by SIGTERM); otherwise None, and it runs in its own process."""
+    if os.path.exists(path + STOPPING):
+        print(f"sublim warm: the run is stopping; {os.path.basename(script)} not started", file=sys.stderr)
+        return -signal.SIGTERM
+    return None
+
+
 def delegate(argv: list[str] | None = None) -> int | None:
     """Run this script in the warm server; return its exit status (negative: the signal
     that killed it), or None to run it here (no server, or not applicable)."""
@@ -126,10 +141,10 @@ def delegate(argv: list[str] | None = None) -> int | None:
         reply = _recv(sock)
     except OSError:
         sock.close()
-        return None
-    if not reply or "pid" not in reply:  # the server refused (shutting down): run here
+        return _stopping(path, script)
+    if not reply or "pid" not in reply:  # the server did not take it: run here, unless stopping
         sock.close()
-        return None
+        return _stopping(path, script)
     pid = reply["pid"]
 
     def forward(signum, _frame):
@@ -269,6 +284,9 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
     children: dict[int, socket.socket] = {}
     while listening or children:
         if stopping and listening:
+            # a job that asks from now on is one its command started as the run was being
+            # stopped: the marker tells it not to start at all (see delegate)
+            open(path + STOPPING, "w").close()
             sel.unregister(lsock)
             lsock.close()
             os.unlink(path)
