@@ -1,4 +1,5 @@
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,27 @@ def test_the_other_direction_gpt_neox_teachers():
     qwen["reference"]["family"] = "gpt_neox"
     with pytest.raises(SublimError, match="reference.family': only for reference.kind 'tiny'"):
         validate(qwen)
+
+
+def test_the_evaluation_backend_and_its_sampler_reach_the_evaluate_step(tmp_path):
+    """evaluation.backend is passed to every evaluate job with its sampler version (it was
+    dropped for any backend but vLLM, so the step ran kvcache whatever the config said)."""
+    import json
+    import shlex
+
+    from sublim.dvcexport import dag_jobs
+    from sublim.generation import sampler_id
+
+    cfg = _load(ROOT / "config.yaml")
+    cfg["evaluation"]["backend"] = "transformers"
+    f = ROOT / f"tmp-eval-backend-{os.getpid()}.yaml"  # the DAG is built in the repository root
+    f.write_text(yaml.safe_dump(cfg))
+    try:
+        jobs = [j for j in dag_jobs(ROOT / "Snakefile", f) if j.rule.name == "evaluate"]
+    finally:
+        f.unlink()
+    assert jobs
+    for j in jobs:
+        args = shlex.split(j.shellcmd)
+        params = json.loads(args[args.index("--params") + 1])
+        assert params["backend"] == "transformers" and params["sampler"] == sampler_id("transformers")

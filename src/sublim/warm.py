@@ -255,7 +255,15 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
 
     stopping = []
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C is for the jobs
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    marker = path + STOPPING
+    if os.path.exists(marker):  # a path reused after a server that was killed outright
+        os.unlink(marker)
+
+    def stop(*_):
+        stopping.append(True)
+        open(marker, "w").close()  # at once: a job asking from now on is not started (delegate)
+
+    signal.signal(signal.SIGTERM, stop)
     # listen first, then import: a job that arrives meanwhile waits in the queue for the
     # imports it would otherwise make itself, and the command starts at once
     lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -283,10 +291,7 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
     listening = True
     children: dict[int, socket.socket] = {}
     while listening or children:
-        if stopping and listening:
-            # a job that asks from now on is one its command started as the run was being
-            # stopped: the marker tells it not to start at all (see delegate)
-            open(path + STOPPING, "w").close()
+        if stopping and listening:  # the marker is already there (stop)
             sel.unregister(lsock)
             lsock.close()
             os.unlink(path)
@@ -315,7 +320,7 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
             except (OSError, ValueError, MemoryError):
                 req, fds = None, []
             conn.settimeout(None)
-            if req is None or len(fds) != 3:
+            if req is None or len(fds) != 3 or stopping:  # stopping: told while it was being accepted
                 for fd in fds:
                     os.close(fd)
                 conn.close()
@@ -337,7 +342,9 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
                 for other in children.values():
                     other.close()
                 _child(conn, req, fds)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _forwarded())
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _forwarded())  # a stop held back runs stop() here
+            if stopping:  # told to stop during the fork: this job's script may have missed the signal
+                os.kill(pid, signal.SIGTERM)
             for fd in fds:
                 os.close(fd)
             children[pid] = conn

@@ -368,8 +368,9 @@ def eval_params(w):
             temperature=EVAL["temperature"],
             seed=seed_of("evaluate", w.variant),
             variant=w.variant,
+            backend=EVAL["backend"],
             sampler=sampler_id(EVAL["backend"]),
-            **vllm_params(EVAL["backend"], key="backend"),
+            **vllm_params(EVAL["backend"]),
         )
     )
 
