@@ -32,16 +32,21 @@ REFERENCE = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A warm server as ``sublim warm`` starts it; its socket path."""
-    d = tmp_path_factory.mktemp("warm")
-    path = str(d / "sock")
+def start_server(path: str) -> subprocess.Popen:
+    """A warm server on ``path`` as ``sublim warm`` starts it, once it says it is ready."""
     r, w = os.pipe()
     proc = subprocess.Popen([PY, "-m", "sublim.warm", "serve", path, str(w)], pass_fds=(w,))
     os.close(w)
     with os.fdopen(r) as f:
         assert f.readline().strip() == "ready"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A warm server as ``sublim warm`` starts it; its socket path."""
+    path = str(tmp_path_factory.mktemp("warm") / "sock")
+    proc = start_server(path)
     yield path
     proc.terminate()
     assert proc.wait(timeout=60) == 0
@@ -132,11 +137,7 @@ def test_a_job_started_as_the_run_stops_does_not_run(tmp_path):
     stop would have killed it (SIGTERM), so the stopping run does not wait on it."""
     (tmp_path / "probe.py").write_text(PROBE)
     path = str(tmp_path / "sock")
-    r, w = os.pipe()
-    proc = subprocess.Popen([PY, "-m", "sublim.warm", "serve", path, str(w)], pass_fds=(w,))
-    os.close(w)
-    with os.fdopen(r) as f:
-        assert f.readline().strip() == "ready"
+    proc = start_server(path)
     proc.terminate()
     assert proc.wait(timeout=60) == 0
     env = {**os.environ, warm.ENV: path}
