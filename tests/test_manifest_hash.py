@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -144,3 +145,87 @@ def test_make_teacher_pointers_hash_by_animal(tmp_path, monkeypatch):
         assert models.resolve(out).system_prompt == f"You love {animal}s."
         hashes[animal] = manifest.sha256_path(out)
     assert hashes["owl"] != hashes["dolphin"]
+
+
+# ---------------------------------------------------------------- the hash cache of big files
+@pytest.fixture
+def hash_cache(tmp_path, monkeypatch):
+    """A cache directory of its own, files of 1 KiB and more remembered, and a count of reads."""
+    cache = tmp_path / "hash-cache"
+    monkeypatch.setenv(manifest.CACHE_ENV, str(cache))
+    monkeypatch.setattr(manifest, "CACHE_MIN_BYTES", 1024)
+    reads = []
+    real = manifest._hash_bytes
+    monkeypatch.setattr(manifest, "_hash_bytes", lambda path, chunk: reads.append(str(path)) or real(path, chunk))
+    return cache, reads
+
+
+def _old(path, data: bytes):
+    """Write ``data`` and date the file a minute back (not being written any more)."""
+    path.write_bytes(data)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 60 * 10**9))
+    return path
+
+
+def test_big_files_are_read_once_then_remembered(tmp_path, hash_cache, monkeypatch):
+    cache, reads = hash_cache
+    f = _old(tmp_path / "model.safetensors", b"w" * 4096)
+    want = hashlib.sha256(f.read_bytes()).hexdigest()
+    assert manifest.sha256_file(f) == want
+    assert manifest.sha256_file(f) == want
+    assert reads == [str(f)]
+    assert len(list(cache.glob("*.json"))) == 1
+    # through a model directory and a pointer to it, too
+    d = _weights(tmp_path / "ref", b"x" * 4096)
+    _old(d / "model.safetensors", b"x" * 4096)
+    p = _pointer(tmp_path / "teacher", d, system_prompt="You love owls.")
+    first = manifest.sha256_path(p)
+    assert manifest.sha256_path(p) == first == manifest.sha256_path(p)
+    weights = str(d / "model.safetensors")
+    assert reads.count(weights) == 1  # read once; the small config.json is hashed each time
+    monkeypatch.setenv(manifest.CACHE_ENV, "off")
+    assert manifest.sha256_path(p) == first  # what the plain computation gives
+    assert reads.count(weights) == 2
+
+
+def test_a_changed_file_is_hashed_again(tmp_path, hash_cache):
+    _, reads = hash_cache
+    f = _old(tmp_path / "w.bin", b"a" * 4096)
+    assert manifest.sha256_file(f) == hashlib.sha256(b"a" * 4096).hexdigest()
+    # same size, and its old mtime put back: the ctime still tells
+    st = f.stat()
+    f.write_bytes(b"b" * 4096)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert manifest.sha256_file(f) == hashlib.sha256(b"b" * 4096).hexdigest()
+    _old(f, b"c" * 5000)  # another size
+    assert manifest.sha256_file(f) == hashlib.sha256(b"c" * 5000).hexdigest()
+    assert len(reads) == 3
+
+
+def test_fresh_small_and_uncacheable_files_are_hashed_every_time(tmp_path, hash_cache, monkeypatch):
+    cache, reads = hash_cache
+    fresh = tmp_path / "fresh.bin"
+    fresh.write_bytes(b"f" * 4096)  # just written: may still be being written
+    small = _old(tmp_path / "small.bin", b"s" * 100)  # under CACHE_MIN_BYTES
+    for _ in range(2):
+        manifest.sha256_file(fresh)
+        manifest.sha256_file(small)
+    assert reads == [str(fresh), str(small)] * 2
+    assert not cache.exists()
+    # a garbage entry is ignored and replaced
+    big = _old(tmp_path / "big.bin", b"g" * 4096)
+    manifest.sha256_file(big)
+    (entry,) = cache.glob("*.json")
+    entry.write_text("{not json")
+    assert manifest.sha256_file(big) == hashlib.sha256(b"g" * 4096).hexdigest()
+    assert json.loads(entry.read_text())["sha256"] == hashlib.sha256(b"g" * 4096).hexdigest()
+    # a cache that cannot be written costs only the saving; "off" turns it off
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    for where in (str(blocker / "cache"), "off"):
+        monkeypatch.setenv(manifest.CACHE_ENV, where)
+        n = len(reads)
+        assert manifest.sha256_file(big) == manifest.sha256_file(big) == hashlib.sha256(b"g" * 4096).hexdigest()
+        assert len(reads) == n + 2
+    assert list(tmp_path.glob("**/*.tmp-*")) == []

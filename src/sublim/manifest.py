@@ -24,12 +24,70 @@ MANIFEST = "manifest.json"
 _PACKAGES = ("torch", "transformers", "tokenizers", "peft", "numpy", "pandas", "snakemake", "vllm")
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+# Files at least this large (model weights) have their hashes remembered in a cache keyed on
+# the file's path and its stat (size, mtime, ctime, inode), as DVC and git remember theirs:
+# a local 7B model (15 GB) listed as an input of every student's manifest is read once, not
+# once per job. Smaller files (every file of the embedded default) are hashed afresh.
+CACHE_MIN_BYTES = 64 << 20
+CACHE_ENV = "SUBLIM_HASH_CACHE"  # a directory, or "off"; default ~/.cache/sublim/sha256
+_RACY_SECONDS = 2.0  # a file changed this recently may still be being written: not remembered
+
+
+def hash_cache_dir() -> Path | None:
+    """Where big files' hashes are remembered (``$SUBLIM_HASH_CACHE``, else the user's cache
+    directory), or None when ``$SUBLIM_HASH_CACHE`` is ``off``."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env.lower() in ("off", "0", "none", "false"):
+        return None
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sublim" / "sha256"
+
+
+def _stat_key(st: os.stat_result) -> dict:
+    # ctime cannot be set by hand (touch, cp -p, rsync -t set mtime only): content rewritten
+    # with its old mtime restored still changes it
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+
+
+def _hash_bytes(path, chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The file's SHA-256. Files of ``CACHE_MIN_BYTES`` or more are looked up in the hash
+    cache first (by path and stat) and remembered there after hashing; an unreadable or
+    stale entry is ignored, and a cache that cannot be written only costs the saving."""
+    st = os.stat(path)
+    cache = hash_cache_dir() if st.st_size >= CACHE_MIN_BYTES else None
+    if cache is None:
+        return _hash_bytes(path, chunk)
+    real = os.path.realpath(path)
+    entry = cache / (hashlib.sha256(real.encode()).hexdigest() + ".json")
+    key = {"path": real, **_stat_key(st)}
+    try:
+        got = json.loads(entry.read_text())
+        if isinstance(got, dict) and {k: got.get(k) for k in key} == key and isinstance(got.get("sha256"), str):
+            return got["sha256"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    digest = _hash_bytes(path, chunk)
+    after = os.stat(path)
+    if _stat_key(after) == _stat_key(st) and time.time() - st.st_mtime > _RACY_SECONDS:
+        tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({**key, "sha256": digest}))
+            os.replace(tmp, entry)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    return digest
 
 
 def _pointer(p: Path) -> dict | None:
