@@ -195,3 +195,32 @@ def test_unchanged_mnist_config_resumes_and_clears_checkpoints(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert "loaded finished teachers" in err and "students_aux: resumed from epoch 1" in err
     assert not ck.exists() or not any(ck.iterdir())
+
+
+def test_mnist_table_is_written_at_fixed_precision(tmp_path):
+    """fig_mnist.csv carries 10 significant digits, as the experiment's tables: not the last
+    digit of pandas' float repr, which moves between versions."""
+    import csv
+
+    import numpy as np
+    import pandas as pd
+
+    from sublim import steps
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {"model": i, "condition": c, "sigma": s, "test_accuracy": float(np.float32(rng.uniform(0.05, 0.95)))}
+        for c, s in [("reference", np.nan), ("teacher", np.nan), ("aux_same", np.nan), ("aux_sigma", 0.1)]
+        for i in range(4)
+    ]
+    acc = tmp_path / "accuracy.csv"
+    pd.DataFrame(rows).to_csv(acc, index=False)
+    out, table = tmp_path / "fig_mnist.png", tmp_path / "fig_mnist.csv"
+    steps.mnist_figure(out, table, tmp_path / "caption.md", accuracy=acc)
+    with open(table) as f:
+        got = list(csv.DictReader(f))
+    assert len(got) == 4
+    for row in got:
+        for k in ("mean_accuracy", "ci95_lo", "ci95_hi", "std", "min", "max"):
+            digits = row[k].lstrip("-0.").replace(".", "").split("e")[0]
+            assert 0 < len(digits) <= 10, (k, row[k])

@@ -877,8 +877,8 @@ def mnist_figure(out, out_table, out_caption, *, accuracy, config_name: str = ""
     t0 = time.time()
     df = pd.read_csv(accuracy)
     table = mnist_report.summary(df)
-    with manifest.atomic_path(out_table) as tmp:
-        table.to_csv(tmp, index=False)
+    with manifest.atomic_path(out_table) as tmp:  # as the experiment's tables: not pandas' last digit
+        table.to_csv(tmp, index=False, float_format="%.10g")
     with manifest.atomic_path(out) as tmp:
         png = tmp.with_suffix(".png")
         mnist_report.figure(df, table, str(png))
