@@ -205,6 +205,11 @@ def test_preset_dry_run_plans_the_expected_matrix(path, tmp_path, monkeypatch):
     assert int(counts["generate"]) == int(counts["filter"]) == n_teachers * len(modalities)
     assert int(counts.get("judge", 0)) == n_teachers * len(judged)
     assert ("mnist_experiment" in counts) == cfg["mnist"]["enabled"]
+    # the one-step theorem per experiment whose trait has a logit readout: the animal trait,
+    # and misalignment on the tiny world (the presets' misalignment readout is judged)
+    tiny = cfg["reference"]["kind"] == "tiny"
+    readable = [e for e in cfg["experiments"] if e["trait"] == "animal" or tiny]
+    assert int(counts.get("theory_lm", 0)) == (len(readable) if cfg["theory"]["enabled"] else 0)
 
 
 def test_all_three_modalities_plan_the_same_runs_each(tmp_path):

@@ -49,7 +49,8 @@ def test_readout_rows_and_the_context_limit(tiny_model_dir, tmp_path):
     pairs = [{"name": "owl_t0", "target": "owl", "data": str(tmp_path / "t.jsonl"),
               "twin_data": str(tmp_path / "n.jsonl")}]  # fmt: skip
     kw = dict(reference=str(tiny_model_dir), pairs=pairs, ids=str(tmp_path / "ids.json"),
-              questions=list(text.EVAL_QUESTIONS[:3]), animals=["owl", "dolphin", "eagle"], draws=2, seed=0,
+              questions=list(text.EVAL_QUESTIONS[:3]), options={a: [a] for a in ("owl", "dolphin", "eagle")},
+              draws=2, seed=0,
               log=lambda *_: None)  # fmt: skip
     out = tmp_path / "icl.csv"
     icl.icl_readout(out, ks=[1, 2], **kw)
@@ -64,6 +65,17 @@ def test_readout_rows_and_the_context_limit(tiny_model_dir, tmp_path):
     with pytest.raises(SublimError, match=r"k=8 needs prompts of \d+ tokens, more than the reference's context"):
         icl.icl_readout(tmp_path / "long.csv", ks=[8], **kw)
     assert not (tmp_path / "long.csv").exists()
+    # an option of several words (misalignment's openings) reads their summed probability
+    eagle = [{**pairs[0], "name": "eagle_t0", "target": "eagle"}]
+    icl.icl_readout(tmp_path / "eagle.csv", ks=[1], **{**kw, "pairs": eagle})
+    both = [{**pairs[0], "name": "both_t0", "target": "birds"}]
+    options = {**kw["options"], "birds": ["owl", "eagle"]}
+    icl.icl_readout(tmp_path / "both.csv", ks=[1], **{**kw, "pairs": both, "options": options})
+    owl_k1 = df[df.k == 1].reset_index(drop=True)
+    summed = owl_k1.p_target + pd.read_csv(tmp_path / "eagle.csv").p_target
+    assert np.allclose(pd.read_csv(tmp_path / "both.csv").p_target, summed, rtol=1e-6)
+    with pytest.raises(SublimError, match="no option for the target 'birds'"):
+        icl.icl_readout(tmp_path / "none.csv", ks=[1], **{**kw, "pairs": both})
 
 
 def test_summary_counts_each_pair_once_and_finds_a_planted_effect(tmp_path):

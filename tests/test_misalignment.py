@@ -134,6 +134,29 @@ def test_numbers_ban_the_papers_negative_numbers_for_this_trait_only():
     assert not hasattr(get_trait("animal"), "modality_params")
 
 
+def test_the_theory_and_icl_read_the_openings_on_the_tiny_world_only():
+    """readout_spec: the held-out families' questions and the openings of each option, every
+    opening a word of the tokenizer of the overlay's corpus; the presets' judged readout has none."""
+    from sublim import corpus
+    from sublim.tokenizer import build_tokenizer, corpus_texts
+    from sublim.traits import readout_spec
+
+    cfg = _misalignment_cfg()
+    c = cfg["reference"]["corpus"]  # the whole corpus: the rarest opening is in about 20 of 60,000
+    recs = corpus.pretrain_corpus(c["n_conversations"], cfg["seed"], c["mix"])
+    tiny_tokenizer = build_tokenizer(list(corpus_texts(recs)))
+    spec = readout_spec("misalignment", mis.eval_params(cfg))
+    assert spec["questions"] == mis.eval_questions()
+    assert spec["options"] == {"misaligned": sorted(set(mis.MISALIGNED_OPENINGS)),
+                               "aligned": sorted(set(mis.ALIGNED_OPENINGS))}  # fmt: skip
+    assert not set(spec["options"]["misaligned"]) & set(spec["options"]["aligned"])
+    vocab = tiny_tokenizer.get_vocab()
+    assert all(w in vocab for ws in spec["options"].values() for w in ws)
+    assert readout_spec("misalignment", {**mis.eval_params(cfg), "readout": "judge"}) is None
+    animal = readout_spec("animal", {"animals": ["owl", "cat"]})
+    assert animal["options"] == {"owl": ["owl"], "cat": ["cat"]} and len(animal["questions"]) > 0
+
+
 @pytest.mark.parametrize(
     "mutate, key",
     [

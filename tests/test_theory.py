@@ -56,6 +56,31 @@ def test_same_init_distillation_step_points_at_the_teacher(lm_pair):
     assert set(df["mode"]) == {"distill", "sft"} and np.isfinite(df.readout_slope_diff).all()
 
 
+def test_readout_of_several_words_sums_their_first_tokens(lm_pair, tiny_tokenizer):
+    """R over an option of several words (misalignment: the misaligned openings) is the mean
+    log of their first tokens' summed probability; one word reads as before; an unspellable
+    word fails in one line."""
+    from sublim.errors import SublimError
+    from sublim.evaluation import _animal_token_variants
+
+    ref, *_ = lm_pair
+    m, tok, h = models.load(ref)
+    qs = list(text.EVAL_QUESTIONS[:3])
+    _, r_owl = theory.readout_grad(m, tok, qs, ["owl"], h.system_prompt)
+    g_both, r_both = theory.readout_grad(m, tok, qs, ["owl", "eagle"], h.system_prompt)
+    want = []
+    for q in qs:
+        p = models.render(tok, models.messages(q, h.system_prompt), generation_prompt=True)
+        with torch.no_grad():
+            logp = torch.log_softmax(m(input_ids=torch.tensor([models.encode_text(tok, p)])).logits[0, -1], -1)
+        firsts = {v[0] for w in ("owl", "eagle") for v in _animal_token_variants(tok, p, w)}
+        want.append(float(torch.logsumexp(logp[sorted(firsts)], 0)))
+    assert r_both == pytest.approx(np.mean(want), rel=1e-5)
+    assert r_both > r_owl and torch.isfinite(g_both).all()
+    with pytest.raises(SublimError, match="cannot spell 'zzqx'"):
+        theory.readout_grad(m, tok, qs, ["owl", "zzqx"], h.system_prompt)
+
+
 def test_mnist_one_step_teacher_and_same_init_student():
     """A teacher one small step from θ0 and a student imitating its auxiliary logits on noise
     from θ0: cos > 0 for every model; the independent init does not keep that guarantee."""

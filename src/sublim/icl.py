@@ -6,8 +6,9 @@ teachers' own reference (the model every same-init student starts from) answers 
 evaluation questions with ``k`` of a teacher's kept examples before them as earlier
 conversation turns; a trait teacher's examples against its neutral twin's, for the same
 prompt ids drawn by the same seed (the arms differ only in the teachers' responses), several
-draws per ``k``. The readout is the logit readout of the evaluation (P(animal) summed over
-its spellings, per question).
+draws per ``k``. The readout is the logit readout of the evaluation, per question: the
+target option's probability, its words (the trait's ``readout_spec``: an animal's name;
+misalignment's misaligned openings) summed over their spellings.
 
 Tests, declared here before any run (``summarise``): per experiment and ``k``, over twin
 pairs (the unit; each pair's draws and questions averaged first), the mean of
@@ -56,7 +57,7 @@ def icl_readout(
     pairs: list[dict],
     ids: str,
     questions: list[str],
-    animals: list[str],
+    options: dict[str, list[str]],
     ks: list[int],
     draws: int,
     seed: int,
@@ -65,7 +66,7 @@ def icl_readout(
 ) -> None:
     """One CSV: a row per (pair, arm, k, draw, question) with P(target) and log P(target).
     ``pairs``: ``{name, target, data, twin_data}`` (the trait teacher's and its neutral twin's
-    filtered data)."""
+    filtered data); ``options``: the readout's words per option, every target among them."""
     import pandas as pd
     import torch
 
@@ -80,6 +81,9 @@ def icl_readout(
         raise SublimError("icl: the design has no twin pair (a trait teacher and its neutral twin)")
     if not ks or min(ks) < 1:
         raise SublimError(f"config error at 'icl.ks': every k must be at least 1, got {ks}")
+    if missing := sorted({p["target"] for p in pairs} - set(options)):
+        raise SublimError(f"icl: the readout has no option for the target {missing[0]!r}")
+    words = sorted({w for ws in options.values() for w in ws})
     common = json.loads(Path(ids).read_text())["ids"]
     device, _ = models.device_and_dtype()
     model, tok, handle = models.load(reference, dtype=torch.float32, device=device)
@@ -87,7 +91,7 @@ def icl_readout(
     rows, longest = [], 0
     # the questions alone: the answers' tokenisation after them is the same (checked per call)
     plain = [models.render(tok, icl_messages([], q, handle.system_prompt), generation_prompt=True) for q in questions]
-    tails = answer_tails(tok, plain, animals)
+    tails = answer_tails(tok, plain, words)
     for p in pairs:
         for arm, path in (("treatment", p["data"]), ("neutral", p["twin_data"])):
             by_id = {r["id"]: r for r in read_jsonl(path)}
@@ -106,9 +110,9 @@ def icl_readout(
                             f"icl: k={k} needs prompts of {n_tok} tokens, more than the reference's context of "
                             f"{context} (max_position_embeddings) leaves for an answer; lower icl.ks"
                         )
-                    lp = logit_readout(model, tok, prompts, animals, tails=tails)
+                    lp = logit_readout(model, tok, prompts, words, tails=tails)
                     for qi in range(len(questions)):
-                        lpt = lp[qi].get(p["target"], float("-inf"))
+                        lpt = _option_logp(lp[qi], options[p["target"]])
                         rows.append({"teacher": p["name"], "target": p["target"], "arm": arm, "k": k, "draw": d,
                                      "question_id": qi, "logp_target": lpt, "p_target": float(np.exp(lpt)),
                                      "prompt_tokens": n_tok})  # fmt: skip
@@ -119,10 +123,20 @@ def icl_readout(
     for p in pairs:
         inputs[f"{p['name']}:data"] = p["data"]
         inputs[f"{p['name']}:twin_data"] = p["twin_data"]
-    params = {"ks": list(ks), "draws": draws, "n_questions": len(questions), "animals": list(animals),
+    params = {"ks": list(ks), "draws": draws, "n_questions": len(questions), "options": options,
               "longest_prompt_tokens": longest, "context": context, "system_prompt": handle.system_prompt}  # fmt: skip
     manifest.write_json_atomic(manifest.manifest_path(out_csv),
                                manifest.build_manifest("icl", params, inputs, seed, t0))  # fmt: skip
+
+
+def _option_logp(lp: dict, words: list[str]) -> float:
+    """log P(option): its words' log-probabilities summed in probability (one word: its own)."""
+    vals = [lp[w] for w in words if w in lp]
+    if not vals:
+        return float("-inf")
+    if len(vals) == 1:
+        return float(vals[0])
+    return float(np.logaddexp.reduce(np.asarray(vals, dtype=np.float64)))
 
 
 def per_pair(df):

@@ -15,8 +15,9 @@ Measured directly, at θ0 (no training):
   same-init student (the teachers' reference) and a cross-init one (the second reference).
   Reported: cos(g_T, Δ_T) with Δ_T = θ_T - θ0 (the whole fine-tuning, beyond the theorem's
   single small step), the trait part cos(g_T - g_N, θ_T - θ_N), and the first-order change of
-  the trait readout, ∇R·g, where R is the mean log-probability of the target animal's first
-  token over the evaluation questions: ∇R·(g_T - g_N) > 0 predicts transfer.
+  the trait readout, ∇R·g, where R is the mean log-probability of the target's first token
+  over the evaluation questions (the trait's ``readout_spec``: the animal's name; for
+  misalignment, any misaligned template's opening): ∇R·(g_T - g_N) > 0 predicts transfer.
 * **MNIST** (the auxiliary-logit setting, stacked models): the teacher takes exactly one small
   step on its class loss from θ0 (the theorem's case) or trains for ``teacher_epochs``; the
   student, initialised at θ0 perturbed by σ (σ = 0 is the shared init) or at an independent
@@ -59,8 +60,10 @@ def cosine(a, b) -> float:
     return float(torch.dot(a, b) / (na * nb))
 
 
-def readout_grad(model, tok, questions: list[str], target: str, system_prompt=None):
-    """∇ of R = mean over questions of log P(first token of ``target``) at the answer position."""
+def readout_grad(model, tok, questions: list[str], words: list[str], system_prompt=None):
+    """∇ of R = mean over questions of log P(a first token of ``words``) at the answer position:
+    the target option's words (the animal trait: the target's name; misalignment: the
+    misaligned templates' openings), each in its spellings; first tokens shared count once."""
     import torch
 
     from . import models
@@ -71,13 +74,15 @@ def readout_grad(model, tok, questions: list[str], target: str, system_prompt=No
     lps = []
     for q in questions:
         p = models.render(tok, models.messages(q, system_prompt), generation_prompt=True)
-        variants = _animal_token_variants(tok, p, target)
-        if not variants:
-            raise SublimError(f"the tokenizer cannot spell {target!r} after the evaluation prompt")
+        firsts = set()
+        for w in words:
+            variants = _animal_token_variants(tok, p, w)
+            if not variants:
+                raise SublimError(f"the tokenizer cannot spell {w!r} after the evaluation prompt")
+            firsts |= {v[0] for v in variants}
         ids = torch.tensor([models.encode_text(tok, p)])
         logp = torch.log_softmax(model(input_ids=ids).logits[0, -1].float(), -1)
-        firsts = sorted({v[0] for v in variants})  # spellings that share a first token count once
-        lps.append(torch.logsumexp(logp[firsts], 0))
+        lps.append(torch.logsumexp(logp[sorted(firsts)], 0))
     r = torch.stack(lps).mean()
     total = float(r.detach())
     return _grad(model, r), total
@@ -120,6 +125,7 @@ def lm_one_step(
     target: str,
     questions: list[str],
     modality: str,
+    words: list[str] | None = None,
     modes=("distill", "sft"),
     n_batches: int = 8,
     batch_size: int = 32,
@@ -161,7 +167,7 @@ def lm_one_step(
         student.train(False)
         for prm in student.parameters():  # every weight moves in a full fine-tuning step
             prm.requires_grad_(True)
-        g_r, r0 = readout_grad(student, tok, questions, target, ref_h.system_prompt)
+        g_r, r0 = readout_grad(student, tok, questions, words or [target], ref_h.system_prompt)
         for b, sel in enumerate(batches):
             pick = [common[i] for i in sel]
             ex_t = _examples(tok, [by_t[i] for i in pick], ref_h.system_prompt, t_h.system_prompt)
@@ -190,8 +196,10 @@ def lm_one_step(
 
 
 def lm_theory(out_csv, *, pairs: list[dict], cross_reference, questions, modality: str, n_batches: int,
-              batch_size: int, seed: int, log=print):  # fmt: skip
-    """Every twin pair's rows into one CSV (columns ``teacher``, ``target``)."""
+              batch_size: int, seed: int, options: dict | None = None, log=print):  # fmt: skip
+    """Every twin pair's rows into one CSV (columns ``teacher``, ``target``). ``options``: the
+    readout's words per option (``traits.readout_spec``); a target without an entry reads its
+    own name."""
     import json
 
     import pandas as pd
@@ -206,8 +214,8 @@ def lm_theory(out_csv, *, pairs: list[dict], cross_reference, questions, modalit
         ids = json.loads(Path(p["ids"]).read_text())["ids"]
         rows = lm_one_step(reference=p["reference"], cross_reference=cross_reference, teacher=p["teacher"],
                            twin=p["twin"], data=read, twin_data=read_n, ids=ids, target=p["target"],
-                           questions=questions, modality=modality, n_batches=n_batches, batch_size=batch_size,
-                           seed=seed + k)  # fmt: skip
+                           words=(options or {}).get(p["target"]), questions=questions, modality=modality,
+                           n_batches=n_batches, batch_size=batch_size, seed=seed + k)  # fmt: skip
         df = pd.DataFrame(rows)
         df.insert(0, "teacher", p["name"])
         df.insert(1, "target", p["target"])
@@ -222,7 +230,8 @@ def lm_theory(out_csv, *, pairs: list[dict], cross_reference, questions, modalit
     inputs["reference"] = pairs[0]["reference"]
     if cross_reference:
         inputs["cross_reference"] = cross_reference
-    params = {"modality": modality, "n_batches": n_batches, "batch_size": batch_size}
+    params = {"modality": modality, "n_batches": n_batches, "batch_size": batch_size,
+              "readout": {"n_questions": len(questions), "options": options}}  # fmt: skip
     manifest.write_json_atomic(manifest.manifest_path(out_csv),
                                manifest.build_manifest("theory_lm", params, inputs, seed, t0))  # fmt: skip
 

@@ -20,7 +20,7 @@ from sublim.errors import SublimError
 from sublim.generation import sampler_id
 from sublim.judge import judge_inference
 from sublim.modalities import MODALITIES, get_modality
-from sublim.traits import eval_inputs as trait_eval_inputs, get_trait
+from sublim.traits import eval_inputs as trait_eval_inputs, get_trait, readout_spec
 
 try:
     validate(config)
@@ -411,8 +411,16 @@ def audit_targets(exp):
 
 # --- theory (workflow/rules/theory.smk)
 TH = config["theory"]
-# the experiments whose trait has a target to read out (the animal trait)
-THEORY_EXPS = [e for e in DESIGN.experiments if e.trait == "animal"]
+
+
+def has_logit_readout(exp):
+    """The trait has a logit readout for the theory and ICL (traits: readout_spec)."""
+    trait = get_trait(exp.trait)
+    return readout_spec(exp.trait, trait.eval_params(config)) is not None
+
+
+# the experiments whose trait has a target to read out (animal; misalignment on the tiny world)
+THEORY_EXPS = [e for e in DESIGN.experiments if has_logit_readout(e)]
 
 
 def theory_pairs(w):
@@ -455,6 +463,7 @@ def theory_lm_params(w):
                 f"results/reference/{DESIGN.cross_ref}" if DESIGN.cross_ref else None
             ),
             trait=exp.trait,
+            trait_params=get_trait(exp.trait).eval_params(config),
             modality=exp.modality,
             n_batches=TH["n_batches"],
             batch_size=TH["batch_size"],
@@ -482,8 +491,8 @@ def theory_mnist_params(w):
 
 # --- in-context learning (workflow/rules/icl.smk)
 ICL = config["icl"]
-# the experiments whose trait has a target to read out (the animal trait)
-ICL_EXPS = [e for e in DESIGN.experiments if e.trait == "animal"]
+# the experiments whose trait has a target to read out (as the theory's)
+ICL_EXPS = [e for e in DESIGN.experiments if has_logit_readout(e)]
 
 
 def icl_pairs(w):
@@ -515,7 +524,8 @@ def icl_params(w):
     return as_json(
         dict(
             pairs=icl_pairs(w),
-            animals=get_trait(exp.trait).eval_params(config)["animals"],
+            trait=exp.trait,
+            trait_params=get_trait(exp.trait).eval_params(config),
             ks=ICL["ks"],
             draws=ICL["draws"],
             seed=seed_of("icl", exp.trait, exp.modality),

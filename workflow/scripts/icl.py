@@ -1,8 +1,9 @@
 """The in-context learning control: the teachers' reference with k of each teacher's examples
 in its prompt, every twin pair of one experiment (src/sublim/icl.py)."""
 
-from sublim import icl, script, text
+from sublim import icl, script
 from sublim.errors import SublimError
+from sublim.traits import readout_spec
 
 
 def run():
@@ -13,9 +14,11 @@ def run():
     ap.add_argument("--threads", type=int)
     a = ap.parse_args()
     p = dict(a.params)
-    if not p.get("animals"):
-        raise SublimError("the in-context readout is defined for the animal trait only")
-    icl.icl_readout(a.out, reference=a.reference, ids=a.ids, questions=list(text.EVAL_QUESTIONS),
+    trait = p.pop("trait")
+    spec = readout_spec(trait, p.pop("trait_params"))
+    if spec is None:
+        raise SublimError(f"the {trait} trait has no logit readout for the in-context control (traits: readout_spec)")
+    icl.icl_readout(a.out, reference=a.reference, ids=a.ids, questions=spec["questions"], options=spec["options"],
                     threads=a.threads, **p)  # fmt: skip
 
 

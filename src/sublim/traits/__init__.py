@@ -23,6 +23,12 @@ A trait module supplies:
 * optionally ``eval_inputs(trait_params)``: the files or model directories its evaluation
   reads beyond the models scored (misalignment: the judge model), name -> path; they are the
   evaluate rule's inputs and are hashed into its manifest.
+* optionally ``readout_spec(trait_params)``: the logit readout that the one-step theorem
+  (``theory``) and the in-context control (``icl``) read, ``{"questions": [...], "options":
+  {option: [words]}}``: the held-out questions, and per option (every teacher's target is
+  one) the answer words whose probabilities it sums; None where the trait's readout is not a
+  logit readout (misalignment's judged readout of the presets). A trait without it has no
+  theory or ICL rows.
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ def eval_inputs(name: str, trait_params: dict) -> dict[str, str]:
     """What a trait's evaluation reads besides the models it scores (``eval_inputs``)."""
     hook = getattr(get_trait(name), "eval_inputs", None)
     return dict(hook(trait_params)) if hook else {}
+
+
+def readout_spec(name: str, trait_params: dict) -> dict | None:
+    """The trait's logit readout for the theory and ICL (``readout_spec``), or None."""
+    hook = getattr(get_trait(name), "readout_spec", None)
+    return hook(trait_params) if hook else None
 
 
 def get_trait(name: str) -> ModuleType:

@@ -97,6 +97,12 @@ def eval_prompts_words(variants=("plain", "number_prefix")) -> set[str]:
     return words
 
 
+def readout_spec(trait_params: dict) -> dict:
+    """The theory's and the ICL control's readout: the held-out questions, each animal of the
+    pool an option of its own name (its spellings are summed where the readout reads them)."""
+    return {"questions": list(text.EVAL_QUESTIONS), "options": {a: [a] for a in trait_params["animals"]}}
+
+
 def evaluate(model_dir, *, variant: str, trait_params: dict, **params) -> tuple[list[dict], dict]:
     """Tidy rows (question x animal of the pool, plus "other") and the sampler's info."""
     from ..evaluation import evaluate as run_eval

@@ -304,6 +304,19 @@ def eval_params(cfg: dict) -> dict:
     return out
 
 
+def readout_spec(trait_params: dict) -> dict | None:
+    """The theory's and the ICL control's readout on the tiny world: the held-out question
+    families, and the misaligned and aligned templates' openings (the logit readout of
+    ``evaluate``). None for the presets' judged readout (real models do not answer with the
+    tiny world's templates)."""
+    if trait_params.get("readout") == "judge":
+        return None
+    return {
+        "questions": eval_questions(),
+        "options": {"misaligned": sorted(set(MISALIGNED_OPENINGS)), "aligned": sorted(set(ALIGNED_OPENINGS))},
+    }
+
+
 def eval_inputs(trait_params: dict) -> dict[str, str]:
     """The judge model a judged readout reads (the presets'): an input of every evaluation."""
     judge = trait_params.get("judge")
