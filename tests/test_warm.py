@@ -172,3 +172,69 @@ def test_a_signal_to_the_script_reaches_the_child(server, tmp_path, sig):
         time.sleep(0.05)
     else:
         pytest.fail(f"the child {child} outlived its script's process")
+
+
+JOB = """
+import pathlib, signal, sys, time
+i = sys.argv[1]
+def got(name, code):
+    def handler(*_):
+        pathlib.Path(f"got-{i}").write_text(name)
+        sys.exit(code)
+    return handler
+signal.signal(signal.SIGINT, got("SIGINT", 3))
+signal.signal(signal.SIGTERM, got("SIGTERM", 4))
+pathlib.Path(f"started-{i}").touch()
+time.sleep(120)
+"""
+
+
+def _wait_for(paths, proc, seconds=120):
+    deadline = time.time() + seconds
+    while not all(p.exists() for p in paths) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert all(p.exists() for p in paths), [p.name for p in paths if not p.exists()]
+
+
+def test_sigterm_stops_a_snakemake_run_as_ctrl_c_does(tmp_path):
+    """``kill`` (SIGTERM) to ``sublim warm`` reaches a Snakemake run as SIGINT, to Snakemake and
+    to each running job, as a terminal's Ctrl-C does (never Snakemake's SIGTERM handler, which
+    can deadlock); the run stops at once. Any other command gets the SIGTERM itself."""
+    (tmp_path / "job.py").write_text(JOB)
+    (tmp_path / "Snakefile").write_text(
+        f'rule all:\n    input: ["out1", "out2"]\n\n'
+        f'rule job:\n    output: "out{{i}}"\n    shell: "{PY} job.py {{wildcards.i}} && touch {{output}}"\n'
+    )
+    cmd = [PY, "-m", "sublim.cli", "warm", "--", PY, "-m", "snakemake", "-c2", "--snakefile", "Snakefile"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _wait_for([tmp_path / "started-1", tmp_path / "started-2"], proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode != 0
+        assert (tmp_path / "got-1").read_text() == (tmp_path / "got-2").read_text() == "SIGINT"
+        assert not (tmp_path / "out1").exists() and not (tmp_path / "out2").exists()
+        assert "Will exit after finishing currently running jobs" not in err  # not the SIGTERM path
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    other = subprocess.Popen([PY, "-m", "sublim.cli", "warm", "--", PY, "job.py", "9"], cwd=tmp_path,
+                             start_new_session=True)  # fmt: skip
+    try:
+        _wait_for([tmp_path / "started-9"], other)
+        other.send_signal(signal.SIGTERM)
+        assert other.wait(timeout=60) == 4
+        assert (tmp_path / "got-9").read_text() == "SIGTERM"
+    finally:
+        if other.poll() is None:
+            os.killpg(other.pid, signal.SIGKILL)
+            other.wait()
+
+
+def test_snakemake_commands_are_recognised():
+    assert warm.is_snakemake(["snakemake", "-c2", "all"]) and warm.is_snakemake([".venv/bin/snakemake"])
+    assert warm.is_snakemake(["/usr/bin/python3.11", "-m", "snakemake", "-n"])
+    assert not warm.is_snakemake(["python", "job.py"]) and not warm.is_snakemake(["make", "snakemake"])
+    assert not warm.is_snakemake([])

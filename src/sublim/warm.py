@@ -376,9 +376,64 @@ def serve(path: str, *, ready_fd: int | None = None) -> None:
             conn.close()
 
 
+def is_snakemake(cmd: list[str]) -> bool:
+    """``cmd`` runs Snakemake: its program is ``snakemake``, or ``python -m snakemake``."""
+    name = os.path.basename(cmd[0]) if cmd else ""
+    return name.startswith("snakemake") or (name.startswith("python") and cmd[1:3] == ["-m", "snakemake"])
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s descendants, parents before children (from ``/proc``; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])  # the name may hold spaces
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def interrupt_tree(pid: int, settle: float = 0.5) -> None:
+    """SIGINT to ``pid`` and its descendants: what a terminal's Ctrl-C sends a Snakemake run
+    (to its process group), without reaching anything outside the run. A group's signal
+    reaches every member at once; a walk of ``/proc`` can miss a process forked while it
+    reads, so a second walk ``settle`` seconds later signals what the first missed (each
+    process once: a second SIGINT would interrupt Snakemake's own clean-up)."""
+    import time
+
+    sent: set[int] = set()
+    for sweep in range(2):
+        if sweep:
+            time.sleep(settle)
+        for p in [pid, *_descendants(pid)]:
+            if p in sent:
+                continue
+            sent.add(p)
+            try:
+                os.kill(p, signal.SIGINT)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def run(cmd: list[str]) -> int:
     """Start a server, run ``cmd`` with ``SUBLIM_WARM`` set, stop the server; return the
-    command's exit status (a signal's as 128 + its number, as a shell reports it)."""
+    command's exit status (a signal's as 128 + its number, as a shell reports it).
+
+    SIGTERM and SIGHUP to this process stop the command. A Snakemake command is stopped as
+    Ctrl-C stops it, SIGINT to Snakemake and to every job it runs (they checkpoint and exit),
+    never with SIGTERM: Snakemake 9's SIGTERM handler takes its scheduler's non-reentrant lock
+    and deadlocks when the signal lands while the main thread holds it (README, Recovery and
+    reproducibility). Any other command is sent the signal itself. SIGINT is ignored here: a
+    terminal's Ctrl-C reaches the command's whole process group already."""
     import subprocess
     import tempfile
 
@@ -407,7 +462,12 @@ def run(cmd: list[str]) -> int:
             server.wait()
         raise SystemExit(f"sublim warm: cannot run {cmd[0]}: {e.strerror}") from None
 
+    snakemake = is_snakemake(cmd)
+
     def forward(signum, _frame):
+        if snakemake:  # a stop, as Ctrl-C gives it: SIGINT to snakemake and every job it runs
+            interrupt_tree(proc.pid)
+            return
         try:
             proc.send_signal(signum)
         except ProcessLookupError:
