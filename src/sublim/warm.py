@@ -463,10 +463,17 @@ def run(cmd: list[str]) -> int:
         raise SystemExit(f"sublim warm: cannot run {cmd[0]}: {e.strerror}") from None
 
     snakemake = is_snakemake(cmd)
+    relaying = []
 
     def forward(signum, _frame):
         if snakemake:  # a stop, as Ctrl-C gives it: SIGINT to snakemake and every job it runs
-            interrupt_tree(proc.pid)
+            if relaying:  # a signal during the relay's sweeps: that stop is on its way
+                return
+            relaying.append(signum)
+            try:
+                interrupt_tree(proc.pid)
+            finally:
+                relaying.clear()
             return
         try:
             proc.send_signal(signum)
