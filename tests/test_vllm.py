@@ -156,6 +156,7 @@ def test_generate_step_contract_reproducibility_and_constrained_decoding(peaked_
     other bytes; and generation.constrained_decoding: vLLM's structured outputs force every
     sample into the filter's number format (the random model rarely produces it unconstrained).
     The option is labelled in each row and in the manifest, as it is not the paper's protocol.
+    Unconstrained, a failed answer is asked again (3 attempts) on the step's one engine.
     (One test, so the unconstrained run serves both: each run starts a vLLM engine.)"""
     from sublim import filtering
 
@@ -163,7 +164,8 @@ def test_generate_step_contract_reproducibility_and_constrained_decoding(peaked_
         sampling = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 52, "batch_size": 16}
         if constrained:
             sampling["constrained_decoding"] = True
-        params = {**NUMBERS, "n": 40, "seed": seed, "backend": "vllm", "vllm": ENGINE, "sampling": sampling}
+        params = {**NUMBERS, "n": 40, "seed": seed, "backend": "vllm", "vllm": ENGINE, "sampling": sampling,
+                  "attempts": 1 if constrained else 3}  # fmt: skip
         cmd = [sys.executable, str(ROOT / "workflow/scripts/generate.py"), "--teacher", str(peaked_model),
                "--out", str(out), "--threads", "2", "--params", json.dumps(params)]  # fmt: skip
         # the thread variables Snakemake exports to a job with threads: 2
@@ -179,11 +181,18 @@ def test_generate_step_contract_reproducibility_and_constrained_decoding(peaked_
     a, b, c = run(tmp_path / "a.jsonl", 1), run(tmp_path / "b.jsonl", 1), run(tmp_path / "c.jsonl", 2)
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
-    free = [json.loads(x) for x in a.read_text().splitlines()]
+    rows_a = [json.loads(x) for x in a.read_text().splitlines()]
+    free = [r for r in rows_a if r["attempt"] == 0]
     assert len(free) == 40 and set(free[0]) == {"id", "attempt", "prompt", "response", "kept", "reason"}
     m = json.loads(Path(str(a) + ".manifest.json").read_text())
     assert m["params"]["backend"] == "vllm" and m["params"]["vllm"] == ENGINE
-    (t,) = m["throughput"]  # one attempt
+    # the failed answers were asked again, on the engine the first attempt started
+    assert [x["n"] for x in m["attempts"]][:2] == [40, 40 - m["attempts"][0]["kept"]] and len(m["attempts"]) > 1
+    assert len(rows_a) == sum(x["n"] for x in m["attempts"])
+    t, *later = m["throughput"]
+    assert t["engine_calls"] == 1 and t["load_seconds"] > 0
+    assert [x["engine_calls"] for x in later] == list(range(2, len(later) + 2))
+    assert all(x["load_seconds"] == 0.0 for x in later)
     assert t["vllm_version"] and t["generated_tokens_per_s"] > 0 and t["engine"]["dtype"]
     assert "reproducible only on the same hardware" in t["note"]
     if t["device"] == "cpu":  # engine and worker in the job's process, its pool sized to the job

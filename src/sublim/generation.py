@@ -131,16 +131,64 @@ def generate(
     threads=None,
     engine: VllmEngine | dict | None = None,
 ):
-    """Return ``(completions, stats)``; ``rendered_prompts`` already carry the chat template."""
-    if backend == "kvcache":
-        return _generate_kv(model_dir, rendered_prompts, sampling, threads=threads)
-    if backend == "transformers":
-        return _generate_hf(model_dir, rendered_prompts, sampling, threads=threads)
-    if backend == "vllm":
-        if isinstance(engine, dict):
-            engine = VllmEngine(**engine)
-        return _generate_vllm(model_dir, rendered_prompts, sampling, engine or VllmEngine(), threads=threads)
-    raise SublimError(f"unknown generation backend {backend!r}; expected one of {BACKENDS}")
+    """Return ``(completions, stats)``; ``rendered_prompts`` already carry the chat template.
+    One call, one model load (or vLLM engine); ``Session`` keeps one across several calls."""
+    with Session(backend, model_dir, threads=threads, engine=engine) as s:
+        return s.generate(rendered_prompts, sampling)
+
+
+class Session:
+    """Several ``generate`` calls on one model: it is loaded, or its vLLM engine started, at
+    the first call and kept until ``close`` (or the ``with`` block's end). A step that asks
+    again for the answers its filter rejected (``generation.attempts``) or a judge asked two
+    questions of every answer starts one engine, not one per call: a vLLM engine start costs
+    seconds on a CPU and a minute or more on a GPU (CUDA graphs), beside a few seconds of
+    sampling for the prompts left after a few attempts. Each call samples as a call of its
+    own would (its own seeds); the vLLM engine's prefix cache then serves a prompt asked
+    again from the earlier call's keys and values. Constrained decoding is fixed by the first
+    call (the engine loads the tokenizer for it)."""
+
+    def __init__(self, backend: str, model_dir, *, threads=None, engine: VllmEngine | dict | None = None):
+        if backend not in BACKENDS:
+            raise SublimError(f"unknown generation backend {backend!r}; expected one of {BACKENDS}")
+        self.backend, self.model_dir, self.threads = backend, model_dir, threads
+        self.engine = VllmEngine(**engine) if isinstance(engine, dict) else (engine or VllmEngine())
+        self._hf = None  # (model, tok, stops) of the transformers backends
+        self._vllm = None  # _VllmState
+        self.calls = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def generate(self, rendered_prompts: list[str], sampling: Sampling):
+        """``(completions, stats)`` for these prompts, as ``generate`` would give them."""
+        self.calls += 1
+        if self.backend == "vllm":
+            if self._vllm is None:
+                self._vllm = _vllm_start(self.model_dir, sampling, self.engine, threads=self.threads)
+            out, stats = _vllm_run(self._vllm, rendered_prompts, sampling)
+            stats["engine_calls"] = self.calls  # 1: this call started the engine
+            return out, stats
+        fn = _generate_kv if self.backend == "kvcache" else _generate_hf
+        load_s = 0.0
+        if self._hf is None:
+            t0 = time.time()
+            model, tok, stops, _ = _hf_setup(self.model_dir, sampling, self.threads, None, None, None)
+            self._hf, load_s = (model, tok, stops), time.time() - t0
+        model, tok, stops = self._hf
+        out, stats = fn(self.model_dir, rendered_prompts, sampling, threads=self.threads, model=model, tok=tok,
+                        stops=stops)  # fmt: skip
+        stats["load_seconds"] = round(load_s, 3)
+        return out, stats
+
+    def close(self) -> None:
+        if self._vllm is not None:
+            _vllm_stop(self._vllm)
+            self._vllm = None
+        self._hf = None
 
 
 def _hf_setup(model_dir, sampling: Sampling, threads, model, tok, stops):
@@ -385,11 +433,32 @@ def _vllm_dtype(requested: str) -> str:
     return "auto" if torch.cuda.is_available() else "float32"
 
 
-def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *, threads=None):
-    """vLLM offline generation on token ids; request ``i`` is seeded with ``request_seed``."""
+@dataclasses.dataclass
+class _VllmState:
+    """A started vLLM engine and what its calls need (``Session``)."""
+
+    llm: object
+    vllm_version: str
+    handle: object
+    tok: object
+    stops: list
+    kw: dict
+    engine: VllmEngine
+    structured: object
+    lora_request: object
+    binding: object
+    executor: str
+    load_seconds: float
+    set_num_threads: object  # torch's own, restored when the engine stops
+    first_call: bool = True
+
+
+def _vllm_start(model_dir, sampling: Sampling, engine: VllmEngine, *, threads=None) -> _VllmState:
+    """Start vLLM's offline engine for ``model_dir``; its seed and constrained decoding from
+    ``sampling`` (the session's first call)."""
     try:
         import vllm
-        from vllm import LLM, SamplingParams
+        from vllm import LLM
     except ImportError as e:
         raise SublimError(
             "backend vllm needs vLLM: pip install -e '.[gpu]' on a CUDA machine "
@@ -402,7 +471,6 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     handle = models.resolve(model_dir)
     tok = AutoTokenizer.from_pretrained(handle.weights)
     stops = stop_token_ids(tok, handle.weights)
-    prompt_ids = [models.encode_text(tok, p) for p in prompts]
     kw = {
         "model": str(handle.weights),
         "skip_tokenizer_init": True,  # token ids in, token ids out: we own (de)tokenisation
@@ -419,11 +487,9 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     if sampling.regex is not None:
         # the grammar engine masks token strings, so vLLM needs the tokenizer here; prompts
         # still go in as our token ids and completions are still decoded by sublim
-        from vllm.sampling_params import StructuredOutputsParams
-
         kw["skip_tokenizer_init"] = False
         kw["tokenizer"] = str(handle.weights)
-        structured = StructuredOutputsParams(regex=sampling.regex)
+        structured = sampling.regex
     import torch
 
     lora_request = None
@@ -470,10 +536,33 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
         torch.set_num_threads = set_num_threads
         raise SublimError(f"vLLM could not load {handle.weights}: {one_line(e)}") from e
     load_s = time.time() - t0
-    try:  # what "auto" resolved to
-        kw["dtype"] = str(llm.llm_engine.model_config.dtype).removeprefix("torch.")
-    except AttributeError:
-        pass
+    # what "auto" resolved to (a lookup that raises inside vLLM left this frame, and the
+    # engine it held, referenced after the engine was closed: no exception here)
+    resolved = getattr(getattr(getattr(llm, "llm_engine", None), "model_config", None), "dtype", None)
+    if resolved is not None:
+        kw["dtype"] = str(resolved).removeprefix("torch.")
+    state = _VllmState(llm=llm, vllm_version=vllm.__version__, handle=handle, tok=tok, stops=stops, kw=kw,
+                       engine=engine, structured=structured, lora_request=lora_request, binding=binding,
+                       executor=executor, load_seconds=load_s, set_num_threads=set_num_threads)  # fmt: skip
+    del llm  # the state holds the engine alone: _vllm_stop frees it
+    return state
+
+
+def _vllm_run(st: _VllmState, prompts, sampling: Sampling):
+    """One call on a started engine; request ``i`` is seeded with ``request_seed``."""
+    from vllm import SamplingParams
+
+    from . import models
+
+    if sampling.regex != st.structured:  # the engine was started for the first call's
+        raise SublimError("a generation session's calls must share one constrained-decoding regex (or none)")
+    structured = None
+    if st.structured is not None:
+        from vllm.sampling_params import StructuredOutputsParams
+
+        structured = StructuredOutputsParams(regex=st.structured)
+    tok, stops = st.tok, st.stops
+    prompt_ids = [models.encode_text(tok, p) for p in prompts]
     params = [  # explicit SamplingParams: the checkpoint's generation defaults do not apply
         SamplingParams(
             n=1,
@@ -491,7 +580,7 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     ]
     requests = [{"prompt_token_ids": ids} for ids in prompt_ids]
     t1 = time.time()
-    results = llm.generate(requests, params, use_tqdm=sys.stderr.isatty(), lora_request=lora_request)
+    results = st.llm.generate(requests, params, use_tqdm=sys.stderr.isatty(), lora_request=st.lora_request)
     dt = time.time() - t1
     out, n_tok, n_cached, n_cut, first_probs = [], 0, 0, 0, []
     for r in results:
@@ -507,17 +596,17 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     stats = {
         "backend": "vllm",
         **device_info(),
-        "vllm_version": vllm.__version__,
-        "lora_adapter": str(handle.adapter) if handle.adapter else None,
+        "vllm_version": st.vllm_version,
+        "lora_adapter": str(st.handle.adapter) if st.handle.adapter else None,
         "engine": {
-            **dataclasses.asdict(engine),
-            "dtype": kw["dtype"],
-            "enable_chunked_prefill": kw.get("enable_chunked_prefill", "vllm default"),
-            "executor": executor,
+            **dataclasses.asdict(st.engine),
+            "dtype": st.kw["dtype"],
+            "enable_chunked_prefill": st.kw.get("enable_chunked_prefill", "vllm default"),
+            "executor": st.executor,
         },  # fmt: skip
-        "cpu_thread_binding": binding,
+        "cpu_thread_binding": st.binding,
         "constrained_regex": sampling.regex,
-        "load_seconds": round(load_s, 3),
+        "load_seconds": round(st.load_seconds, 3) if st.first_call else 0.0,
         "seconds": round(dt, 3),
         "n_prompts": len(prompts),
         "generated_tokens": n_tok,
@@ -531,10 +620,16 @@ def _generate_vllm(model_dir, prompts, sampling: Sampling, engine: VllmEngine, *
     }
     if sampling.prob_of is not None:
         stats["first_token_probs"] = first_probs
-    del llm
-    _release_vllm()
-    torch.set_num_threads = set_num_threads
+    st.first_call = False
     return out, stats
+
+
+def _vllm_stop(st: _VllmState) -> None:
+    import torch
+
+    del st.llm
+    _release_vllm()
+    torch.set_num_threads = st.set_num_threads
 
 
 @contextlib.contextmanager

@@ -245,6 +245,27 @@ def make_teacher(
 
 
 # ----------------------------------------------------------------------------- generate
+def _judge_attempt(a, pending, completions, prompts, mod, modality_params, leak_terms, constrained, rows,
+                   per_attempt) -> list:  # fmt: skip
+    """Check attempt ``a``'s answers with the modality's filter and leak check; append their
+    rows and the attempt's count; return the prompt indices to ask again."""
+    failed = []
+    leaked = set(mod.leaks(completions, list(leak_terms)))
+    for j, (i, c) in enumerate(zip(pending, completions)):
+        ok, reason = mod.check(c, modality_params, prompt=prompts[i])
+        if ok and j in leaked:
+            ok, reason = False, "leak"
+        row = {"id": i, "attempt": a, "prompt": prompts[i], "response": c, "kept": ok, "reason": reason}
+        if constrained:  # labelled in every row: not the paper's sample-then-filter protocol
+            row["constrained_decoding"] = True
+        rows.append(row)
+        if not ok:
+            failed.append(i)
+    per_attempt.append({"attempt": a, "n": len(pending), "kept": len(pending) - len(failed)})
+    _log(f"attempt {a}: {len(pending) - len(failed)} of {len(pending)} kept")
+    return failed
+
+
 def generate(
     out_jsonl,
     *,
@@ -268,8 +289,7 @@ def generate(
     from transformers import AutoTokenizer
 
     from .design import step_seed
-    from .generation import Sampling, check_sampler
-    from .generation import generate as run_generation
+    from .generation import Sampling, Session, check_sampler
     from .modalities import get_modality
 
     t0 = time.time()
@@ -285,29 +305,18 @@ def generate(
     regex = filtering.number_regex(modality_params["max_count"]) if constrained else None
     kw = {k: v for k, v in sampling.items() if k != "constrained_decoding"}
     rows, pending, per_attempt, stats = [], list(range(n)), [], []
-    for a in range(attempts):
-        if not pending:
-            break
-        s = Sampling(seed=seed if a == 0 else step_seed(seed, "attempt", a), regex=regex, **kw)
-        completions, st = run_generation(backend, teacher, [rendered[i] for i in pending], s, threads=threads,
-                                         engine=vllm)  # fmt: skip
-        stats.append(st)
-        failed = []
-        leaked = set(mod.leaks(completions, list(leak_terms)))
-        for j, (i, c) in enumerate(zip(pending, completions)):
-            ok, reason = mod.check(c, modality_params, prompt=prompts[i])
-            if ok and j in leaked:
-                ok, reason = False, "leak"
-            row = {"id": i, "attempt": a, "prompt": prompts[i], "response": c, "kept": ok, "reason": reason}
-            if constrained:  # labelled in every row: not the paper's sample-then-filter protocol
-                row["constrained_decoding"] = True
-            rows.append(row)
-            if not ok:
-                failed.append(i)
-        per_attempt.append({"attempt": a, "n": len(pending), "kept": len(pending) - len(failed)})
-        _log(f"attempt {a}: {len(pending) - len(failed)} of {len(pending)} kept")
-        pending = failed
+    # one model (one vLLM engine) for every attempt
+    with Session(backend, teacher, threads=threads, engine=vllm) as session:
+        for a in range(attempts):
+            if not pending:
+                break
+            s = Sampling(seed=seed if a == 0 else step_seed(seed, "attempt", a), regex=regex, **kw)
+            completions, st = session.generate([rendered[i] for i in pending], s)
+            stats.append(st)
+            pending = _judge_attempt(a, pending, completions, prompts, mod, modality_params, leak_terms,
+                                     constrained, rows, per_attempt)  # fmt: skip
     rows.sort(key=lambda r: (r["id"], r["attempt"]))
+
     write_jsonl(out_jsonl, rows)
     params = {"modality": modality, "modality_params": modality_params, "n": n, "prompt_seed": prompt_seed,
               "sampling": sampling, "attempts": attempts, "leak_terms": list(leak_terms),

@@ -657,26 +657,27 @@ def judge_answers(questions, answers, spec: dict, *, seed: int, backend: str = "
 
     from .. import models
     from ..design import step_seed
-    from ..generation import Sampling, generate
+    from ..generation import Sampling, Session
 
     handle = models.resolve(spec["model"])
     tok = AutoTokenizer.from_pretrained(handle.weights)
     out = [{} for _ in answers]
     stats = {}
-    for key in ("alignment", "coherence"):
-        texts = [
-            models.render(
-                tok,
-                models.messages(spec[f"{key}_prompt"].format(question=q, answer=a), handle.system_prompt),
-                generation_prompt=True,
-            )  # fmt: skip
-            for q, a in zip(questions, answers)
-        ]
-        s = Sampling(temperature=spec["temperature"], max_new_tokens=spec["max_new_tokens"],
-                     seed=step_seed(seed, "judge", key), batch_size=spec["batch_size"])  # fmt: skip
-        replies, stats[key] = generate(backend, spec["model"], texts, s, threads=threads, engine=engine)
-        for o, r in zip(out, replies):
-            o[f"{key}_reply"], o[key] = r, parse_judgement(r)
+    with Session(backend, spec["model"], threads=threads, engine=engine) as session:  # one judge, both questions
+        for key in ("alignment", "coherence"):
+            texts = [
+                models.render(
+                    tok,
+                    models.messages(spec[f"{key}_prompt"].format(question=q, answer=a), handle.system_prompt),
+                    generation_prompt=True,
+                )  # fmt: skip
+                for q, a in zip(questions, answers)
+            ]
+            s = Sampling(temperature=spec["temperature"], max_new_tokens=spec["max_new_tokens"],
+                         seed=step_seed(seed, "judge", key), batch_size=spec["batch_size"])  # fmt: skip
+            replies, stats[key] = session.generate(texts, s)
+            for o, r in zip(out, replies):
+                o[f"{key}_reply"], o[key] = r, parse_judgement(r)
     for o in out:
         o["class"] = classify(o["alignment"], o["coherence"], spec)
     return out, stats
