@@ -4,8 +4,8 @@ Every manifest lists its inputs with their SHA-256 (``manifest.sha256_path``). A
 given by path (``reference: {kind: path}``; Qwen2.5-7B is about 15 GB) is an input of every
 teacher, generation, student and evaluation manifest of a preset run, so without a cache each of
 those jobs reads it whole. Files of ``manifest.CACHE_MIN_BYTES`` or more have their hashes
-remembered by path and stat. This script writes one file of ``--mib`` MiB (random bytes, dated a
-minute back), then times in the same run:
+remembered by path and stat. This script writes one file of ``--mib`` MiB (random bytes),
+waits until it counts as finished (2 s), then times in the same run:
 
   * hashing it with the cache off (every job before the cache), median of ``--repeats``;
   * the first hash with an empty cache (the one job that reads it: the hash plus one entry);
@@ -43,8 +43,8 @@ def main() -> None:
         with open(f, "wb") as out:
             for _ in range(a.mib):
                 out.write(os.urandom(1 << 20))
-        st = f.stat()
-        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns - 60 * 10**9))
+        # the cache does not remember a file changed in the last 2 s (it may still be being written)
+        time.sleep(max(0.0, manifest._RACY_SECONDS + 0.1 - (time.time() - f.stat().st_ctime)))
 
         def timed(env: str) -> tuple[float, str]:
             os.environ[manifest.CACHE_ENV] = env

@@ -150,18 +150,32 @@ def test_make_teacher_pointers_hash_by_animal(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- the hash cache of big files
 @pytest.fixture
 def hash_cache(tmp_path, monkeypatch):
-    """A cache directory of its own, files of 1 KiB and more remembered, and a count of reads."""
+    """A cache directory of its own, files of 1 KiB and more remembered, a count of reads, and
+    the cache's clock a minute ahead (a file's ctime cannot be set back by hand: every file
+    written here looks a minute old, unless a test puts the clock back)."""
+    import time
+
     cache = tmp_path / "hash-cache"
     monkeypatch.setenv(manifest.CACHE_ENV, str(cache))
     monkeypatch.setattr(manifest, "CACHE_MIN_BYTES", 1024)
     reads = []
     real = manifest._hash_bytes
     monkeypatch.setattr(manifest, "_hash_bytes", lambda path, chunk: reads.append(str(path)) or real(path, chunk))
-    return cache, reads
+    clock = {"ahead": 60.0}
+
+    class _Time:
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        def time(self):
+            return time.time() + clock["ahead"]
+
+    monkeypatch.setattr(manifest, "time", _Time())
+    return cache, reads, clock
 
 
 def _old(path, data: bytes):
-    """Write ``data`` and date the file a minute back (not being written any more)."""
+    """Write ``data`` and date its mtime a minute back."""
     path.write_bytes(data)
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 60 * 10**9))
@@ -169,7 +183,7 @@ def _old(path, data: bytes):
 
 
 def test_big_files_are_read_once_then_remembered(tmp_path, hash_cache, monkeypatch):
-    cache, reads = hash_cache
+    cache, reads, _ = hash_cache
     f = _old(tmp_path / "model.safetensors", b"w" * 4096)
     want = hashlib.sha256(f.read_bytes()).hexdigest()
     assert manifest.sha256_file(f) == want
@@ -190,11 +204,15 @@ def test_big_files_are_read_once_then_remembered(tmp_path, hash_cache, monkeypat
 
 
 def test_a_changed_file_is_hashed_again(tmp_path, hash_cache):
-    _, reads = hash_cache
+    import time
+
+    _, reads, _ = hash_cache
     f = _old(tmp_path / "w.bin", b"a" * 4096)
     assert manifest.sha256_file(f) == hashlib.sha256(b"a" * 4096).hexdigest()
-    # same size, and its old mtime put back: the ctime still tells
+    # same size, and its old mtime put back: the ctime still tells (past the coarsest
+    # timestamp step of older kernels, a few milliseconds)
     st = f.stat()
+    time.sleep(0.05)
     f.write_bytes(b"b" * 4096)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert manifest.sha256_file(f) == hashlib.sha256(b"b" * 4096).hexdigest()
@@ -204,15 +222,16 @@ def test_a_changed_file_is_hashed_again(tmp_path, hash_cache):
 
 
 def test_fresh_small_and_uncacheable_files_are_hashed_every_time(tmp_path, hash_cache, monkeypatch):
-    cache, reads = hash_cache
-    fresh = tmp_path / "fresh.bin"
-    fresh.write_bytes(b"f" * 4096)  # just written: may still be being written
+    cache, reads, clock = hash_cache
+    fresh = _old(tmp_path / "fresh.bin", b"f" * 4096)  # an old mtime, but just written: its ctime is now
     small = _old(tmp_path / "small.bin", b"s" * 100)  # under CACHE_MIN_BYTES
+    clock["ahead"] = 0.0  # the real clock: fresh.bin may still be being written
     for _ in range(2):
         manifest.sha256_file(fresh)
         manifest.sha256_file(small)
     assert reads == [str(fresh), str(small)] * 2
     assert not cache.exists()
+    clock["ahead"] = 60.0
     # a garbage entry is ignored and replaced
     big = _old(tmp_path / "big.bin", b"g" * 4096)
     manifest.sha256_file(big)

@@ -144,9 +144,11 @@ class Session:
     questions of every answer starts one engine, not one per call: a vLLM engine start costs
     seconds on a CPU and a minute or more on a GPU (CUDA graphs), beside a few seconds of
     sampling for the prompts left after a few attempts. Each call samples as a call of its
-    own would (its own seeds); the vLLM engine's prefix cache then serves a prompt asked
-    again from the earlier call's keys and values. Constrained decoding is fixed by the first
-    call (the engine loads the tokenizer for it)."""
+    own on a fresh engine would: its own request seeds, and vLLM's prefix cache emptied
+    before it (keys and values read back from an earlier call's cache could round
+    differently from recomputed ones), so a step writes the bytes it wrote with an engine per
+    call. Constrained decoding is fixed by the first call (the engine loads the tokenizer for
+    it)."""
 
     def __init__(self, backend: str, model_dir, *, threads=None, engine: VllmEngine | dict | None = None):
         if backend not in BACKENDS:
@@ -182,13 +184,15 @@ class Session:
         out, stats = fn(self.model_dir, rendered_prompts, sampling, threads=self.threads, model=model, tok=tok,
                         stops=stops)  # fmt: skip
         stats["load_seconds"] = round(load_s, 3)
+        stats["engine_calls"] = self.calls  # 1: this call loaded the model
         return out, stats
 
     def close(self) -> None:
-        if self._vllm is not None:
-            _vllm_stop(self._vllm)
-            self._vllm = None
-        self._hf = None
+        try:
+            if self._vllm is not None:
+                _vllm_stop(self._vllm)
+        finally:
+            self._vllm, self._hf, self.calls = None, None, 0
 
 
 def _hf_setup(model_dir, sampling: Sampling, threads, model, tok, stops):
@@ -561,6 +565,8 @@ def _vllm_run(st: _VllmState, prompts, sampling: Sampling):
         from vllm.sampling_params import StructuredOutputsParams
 
         structured = StructuredOutputsParams(regex=st.structured)
+    if not st.first_call:  # as a fresh engine: nothing served from an earlier call's cache
+        st.llm.reset_prefix_cache()
     tok, stops = st.tok, st.stops
     prompt_ids = [models.encode_text(tok, p) for p in prompts]
     params = [  # explicit SamplingParams: the checkpoint's generation defaults do not apply
@@ -627,9 +633,11 @@ def _vllm_run(st: _VllmState, prompts, sampling: Sampling):
 def _vllm_stop(st: _VllmState) -> None:
     import torch
 
-    del st.llm
-    _release_vllm()
-    torch.set_num_threads = st.set_num_threads
+    try:
+        del st.llm
+        _release_vllm()
+    finally:
+        torch.set_num_threads = st.set_num_threads
 
 
 @contextlib.contextmanager

@@ -78,7 +78,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         pass
     digest = _hash_bytes(path, chunk)
     after = os.stat(path)
-    if _stat_key(after) == _stat_key(st) and time.time() - st.st_mtime > _RACY_SECONDS:
+    # "changed" is the later of mtime and ctime: content rewritten with its old mtime put back
+    if _stat_key(after) == _stat_key(st) and time.time() - max(st.st_mtime, st.st_ctime) > _RACY_SECONDS:
         tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
         try:
             cache.mkdir(parents=True, exist_ok=True)

@@ -245,10 +245,11 @@ def make_teacher(
 
 
 # ----------------------------------------------------------------------------- generate
-def _judge_attempt(a, pending, completions, prompts, mod, modality_params, leak_terms, constrained, rows,
-                   per_attempt) -> list:  # fmt: skip
+def _check_attempt(a: int, pending: list, completions: list, *, prompts, mod, modality_params, leak_terms,
+                   constrained: bool, rows: list, per_attempt: list) -> list:  # fmt: skip
     """Check attempt ``a``'s answers with the modality's filter and leak check; append their
-    rows and the attempt's count; return the prompt indices to ask again."""
+    rows to ``rows`` and the attempt's count to ``per_attempt``; return the prompt indices
+    to ask again."""
     failed = []
     leaked = set(mod.leaks(completions, list(leak_terms)))
     for j, (i, c) in enumerate(zip(pending, completions)):
@@ -313,10 +314,10 @@ def generate(
             s = Sampling(seed=seed if a == 0 else step_seed(seed, "attempt", a), regex=regex, **kw)
             completions, st = session.generate([rendered[i] for i in pending], s)
             stats.append(st)
-            pending = _judge_attempt(a, pending, completions, prompts, mod, modality_params, leak_terms,
-                                     constrained, rows, per_attempt)  # fmt: skip
+            pending = _check_attempt(a, pending, completions, prompts=prompts, mod=mod,
+                                     modality_params=modality_params, leak_terms=leak_terms,
+                                     constrained=constrained, rows=rows, per_attempt=per_attempt)  # fmt: skip
     rows.sort(key=lambda r: (r["id"], r["attempt"]))
-
     write_jsonl(out_jsonl, rows)
     params = {"modality": modality, "modality_params": modality_params, "n": n, "prompt_seed": prompt_seed,
               "sampling": sampling, "attempts": attempts, "leak_terms": list(leak_terms),

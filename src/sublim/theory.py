@@ -198,7 +198,7 @@ def lm_one_step(
 def lm_theory(out_csv, *, pairs: list[dict], cross_reference, questions, modality: str, n_batches: int,
               batch_size: int, seed: int, options: dict | None = None, log=print):  # fmt: skip
     """Every twin pair's rows into one CSV (columns ``teacher``, ``target``). ``options``: the
-    readout's words per option (``traits.readout_spec``); a target without an entry reads its
+    readout's words per option (``traits.readout_spec``); without it, each target reads its
     own name."""
     import json
 
@@ -207,6 +207,8 @@ def lm_theory(out_csv, *, pairs: list[dict], cross_reference, questions, modalit
     from . import manifest
 
     t0 = time.time()
+    if options is not None and (missing := sorted({p["target"] for p in pairs} - set(options))):
+        raise SublimError(f"theory: the readout has no option for the target {missing[0]!r}")
     frames = []
     for k, p in enumerate(pairs):
         read = [json.loads(x) for x in Path(p["data"]).read_text().splitlines() if x.strip()]
@@ -214,7 +216,7 @@ def lm_theory(out_csv, *, pairs: list[dict], cross_reference, questions, modalit
         ids = json.loads(Path(p["ids"]).read_text())["ids"]
         rows = lm_one_step(reference=p["reference"], cross_reference=cross_reference, teacher=p["teacher"],
                            twin=p["twin"], data=read, twin_data=read_n, ids=ids, target=p["target"],
-                           words=(options or {}).get(p["target"]), questions=questions, modality=modality,
+                           words=options[p["target"]] if options else None, questions=questions, modality=modality,
                            n_batches=n_batches, batch_size=batch_size, seed=seed + k)  # fmt: skip
         df = pd.DataFrame(rows)
         df.insert(0, "teacher", p["name"])
@@ -464,7 +466,8 @@ def caption(summary) -> str:
         "Left: the trait part of the student's first step, cos(g_T - g_N, θ_T - θ_N), per twin pair (dots; black: "
         "mean and t 95% interval over pairs), for a student from the teachers' own reference (same_init) and from "
         "the second reference (cross_init). Middle: the first-order change of the trait readout (mean log P(target's "
-        "first token) over the evaluation questions) along that difference; above 0 predicts transfer. Right: "
+        "first token; a target of several words, such as misalignment's openings, sums their first tokens) over the "
+        "evaluation questions) along that difference; above 0 predicts transfer. Right: "
         "MNIST, cos(student's first step, teacher's change), for a teacher that took one small step (the theorem's "
         "case) and a trained one, by student init (σ: the init perturbation); mean and t 95% interval over models."
     )

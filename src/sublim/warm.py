@@ -42,6 +42,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 ENV = "SUBLIM_WARM"
 STOPPING = ".stopping"  # beside the socket, once the server has been told to stop
@@ -408,8 +409,6 @@ def interrupt_tree(pid: int, settle: float = 0.5) -> None:
     reaches every member at once; a walk of ``/proc`` can miss a process forked while it
     reads, so a second walk ``settle`` seconds later signals what the first missed (each
     process once: a second SIGINT would interrupt Snakemake's own clean-up)."""
-    import time
-
     sent: set[int] = set()
     for sweep in range(2):
         if sweep:
@@ -463,17 +462,17 @@ def run(cmd: list[str]) -> int:
         raise SystemExit(f"sublim warm: cannot run {cmd[0]}: {e.strerror}") from None
 
     snakemake = is_snakemake(cmd)
-    relaying = []
+    relayed = False
 
     def forward(signum, _frame):
+        nonlocal relayed
+        if proc.returncode is not None:  # reaped: its pid may be another process's by now
+            return
         if snakemake:  # a stop, as Ctrl-C gives it: SIGINT to snakemake and every job it runs
-            if relaying:  # a signal during the relay's sweeps: that stop is on its way
+            if relayed:  # once: a second SIGINT would interrupt Snakemake's own clean-up
                 return
-            relaying.append(signum)
-            try:
-                interrupt_tree(proc.pid)
-            finally:
-                relaying.clear()
+            relayed = True
+            interrupt_tree(proc.pid)
             return
         try:
             proc.send_signal(signum)

@@ -311,10 +311,13 @@ def readout_spec(trait_params: dict) -> dict | None:
     tiny world's templates)."""
     if trait_params.get("readout") == "judge":
         return None
-    return {
-        "questions": eval_questions(),
-        "options": {"misaligned": sorted(set(MISALIGNED_OPENINGS)), "aligned": sorted(set(ALIGNED_OPENINGS))},
-    }
+    return {"questions": eval_questions(), "options": readout_words()}
+
+
+def readout_words() -> dict[str, list[str]]:
+    """The logit readout's words per option: the templates' openings (``evaluate`` and
+    ``readout_spec`` read the same)."""
+    return {"misaligned": sorted(set(MISALIGNED_OPENINGS)), "aligned": sorted(set(ALIGNED_OPENINGS))}
 
 
 def eval_inputs(trait_params: dict) -> dict[str, str]:
@@ -460,7 +463,7 @@ def evaluate(model_dir, *, variant: str, trait_params: dict, **params) -> tuple[
     model, tok, handle = models.load(model_dir, dtype=torch.float32, device=device)
     qs = eval_questions()
     prompts = [models.render(tok, models.messages(q, handle.system_prompt), generation_prompt=True) for q in qs]
-    words = {"misaligned": sorted(set(MISALIGNED_OPENINGS)), "aligned": sorted(set(ALIGNED_OPENINGS))}
+    words = readout_words()
     lp_words = logit_readout(model, tok, prompts, words["misaligned"] + words["aligned"])
     info: dict = {"system_prompt": handle.system_prompt, "rendered_prompts": prompts}
     hits = {(qi, o): 0 for qi in range(len(qs)) for o in (*OPTIONS, "other")}
