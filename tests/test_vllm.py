@@ -156,7 +156,7 @@ def test_generate_step_contract_reproducibility_and_constrained_decoding(peaked_
     other bytes; and generation.constrained_decoding: vLLM's structured outputs force every
     sample into the filter's number format (the random model rarely produces it unconstrained).
     The option is labelled in each row and in the manifest, as it is not the paper's protocol.
-    Unconstrained, a failed answer is asked again (3 attempts) on the step's one engine.
+    Unconstrained, a failed answer is asked again (2 attempts) on the step's one engine.
     (One test, so the unconstrained run serves both: each run starts a vLLM engine.)"""
     from sublim import filtering
 
@@ -165,7 +165,7 @@ def test_generate_step_contract_reproducibility_and_constrained_decoding(peaked_
         if constrained:
             sampling["constrained_decoding"] = True
         params = {**NUMBERS, "n": 40, "seed": seed, "backend": "vllm", "vllm": ENGINE, "sampling": sampling,
-                  "attempts": 1 if constrained else 3}  # fmt: skip
+                  "attempts": 1 if constrained else 2}  # fmt: skip
         cmd = [sys.executable, str(ROOT / "workflow/scripts/generate.py"), "--teacher", str(peaked_model),
                "--out", str(out), "--threads", "2", "--params", json.dumps(params)]  # fmt: skip
         # the thread variables Snakemake exports to a job with threads: 2
