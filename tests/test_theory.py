@@ -115,3 +115,11 @@ def test_summary_counts_each_pair_once(tmp_path):
     assert trait.n_units == 3 and trait["mean"] == pytest.approx(0.025)
     assert "same - cross" in set(s.init)
     json.dumps(s.to_dict("records"), default=str)
+    assert "not testable" not in theory.caption(s)
+    # system-prompt teachers share the reference's weights: no teacher change, no cosine
+    for r in rows:
+        r["cos_g_teacher_delta"] = r["cos_trait"] = float("nan")
+    pd.DataFrame(rows).to_csv(d / "lm.csv", index=False)
+    s = theory.summarise([d / "lm.csv"])
+    assert (s[s.quantity == "cos_trait"].n_units == 0).all()
+    assert "Rows with 0 units are not testable" in theory.caption(s)

@@ -482,4 +482,9 @@ def caption(summary) -> str:
             f"{r['p_two_sided']:.3g} | {r['p_holm_one_sided']:.3g} / {r['p_holm_two_sided']:.3g} |"
         )
     lines += ["", "Tests declared before the run (src/sublim/theory.py: summarise); Holm over every row."]
+    if (summary["n_units"] == 0).any():
+        lines += ["", *textwrap.wrap(
+            "Rows with 0 units are not testable: every pair's value is undefined. The cosines with a teacher's change "
+            "(θ_T - θ0, θ_T - θ_N) are undefined for system-prompt teachers, which share the reference's weights "
+            "(the change is zero); their readout rows are still measured.", 110)]  # fmt: skip
     return "\n".join(lines) + "\n"
