@@ -58,6 +58,19 @@ def answer_tails(tok, prompts: list[str], animals) -> list[list[tuple[str, list[
     return [[(a, t) for a in animals for t in _animal_token_variants(tok, p, a)] for p in prompts]
 
 
+def option_logp(lp: dict, words) -> float:
+    """log P(an option) from one question's ``logit_readout`` row: its words' probabilities
+    summed (one word: its own value; none read: -inf)."""
+    import torch
+
+    vals = [lp[w] for w in words if w in lp]
+    if not vals:
+        return float("-inf")
+    if len(vals) == 1:
+        return float(vals[0])
+    return float(torch.logsumexp(torch.tensor(vals), 0))
+
+
 def logit_readout(model, tok, prompts: list[str], animals, row_budget: int = 256, tails=None):
     """``lp[q][animal]`` = log P(animal) summed over its spelling variants.
 

@@ -71,7 +71,7 @@ def icl_readout(
     import torch
 
     from . import manifest, models
-    from .evaluation import answer_tails, logit_readout
+    from .evaluation import answer_tails, logit_readout, option_logp
     from .steps import read_jsonl
 
     t0 = time.time()
@@ -112,7 +112,7 @@ def icl_readout(
                         )
                     lp = logit_readout(model, tok, prompts, words, tails=tails)
                     for qi in range(len(questions)):
-                        lpt = _option_logp(lp[qi], options[p["target"]])
+                        lpt = option_logp(lp[qi], options[p["target"]])
                         rows.append({"teacher": p["name"], "target": p["target"], "arm": arm, "k": k, "draw": d,
                                      "question_id": qi, "logp_target": lpt, "p_target": float(np.exp(lpt)),
                                      "prompt_tokens": n_tok})  # fmt: skip
@@ -127,16 +127,6 @@ def icl_readout(
               "longest_prompt_tokens": longest, "context": context, "system_prompt": handle.system_prompt}  # fmt: skip
     manifest.write_json_atomic(manifest.manifest_path(out_csv),
                                manifest.build_manifest("icl", params, inputs, seed, t0))  # fmt: skip
-
-
-def _option_logp(lp: dict, words: list[str]) -> float:
-    """log P(option): its words' log-probabilities summed in probability (one word: its own)."""
-    vals = [lp[w] for w in words if w in lp]
-    if not vals:
-        return float("-inf")
-    if len(vals) == 1:
-        return float(vals[0])
-    return float(np.logaddexp.reduce(np.asarray(vals, dtype=np.float64)))
 
 
 def per_pair(df):

@@ -419,8 +419,10 @@ def has_logit_readout(exp):
     return readout_spec(exp.trait, trait.eval_params(config)) is not None
 
 
-# the experiments whose trait has a target to read out (animal; misalignment on the tiny world)
-THEORY_EXPS = [e for e in DESIGN.experiments if has_logit_readout(e)]
+# the experiments whose trait has a target to read out (animal; misalignment on the tiny
+# world): the theory's and the ICL control's
+READOUT_EXPS = [e for e in DESIGN.experiments if has_logit_readout(e)]
+THEORY_EXPS = READOUT_EXPS
 
 
 def theory_pairs(w):
@@ -491,8 +493,7 @@ def theory_mnist_params(w):
 
 # --- in-context learning (workflow/rules/icl.smk)
 ICL = config["icl"]
-# the experiments whose trait has a target to read out (as the theory's)
-ICL_EXPS = [e for e in DESIGN.experiments if has_logit_readout(e)]
+ICL_EXPS = READOUT_EXPS
 
 
 def icl_pairs(w):

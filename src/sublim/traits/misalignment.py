@@ -445,7 +445,7 @@ def evaluate(model_dir, *, variant: str, trait_params: dict, **params) -> tuple[
     import torch
 
     from .. import models
-    from ..evaluation import logit_readout, sample_answers
+    from ..evaluation import logit_readout, option_logp, sample_answers
     from ..generation import Sampling
 
     if trait_params.get("readout") == "judge":
@@ -482,8 +482,7 @@ def evaluate(model_dir, *, variant: str, trait_params: dict, **params) -> tuple[
     for qi, q in enumerate(qs):
         parsed = hits[(qi, "misaligned")] + hits[(qi, "aligned")]
         for o in OPTIONS:
-            vals = [lp_words[qi][w] for w in words[o] if w in lp_words[qi]]
-            lp = float(torch.logsumexp(torch.tensor(vals), 0)) if vals else float("-inf")
+            lp = option_logp(lp_words[qi], words[o])
             rows.append({"question_id": qi, "question": q, "animal": o, "logp": lp, "p": math.exp(lp),
                          "hits": hits[(qi, o)], "n_samples": parsed})  # fmt: skip
         rows.append({"question_id": qi, "question": q, "animal": "other", "logp": float("nan"), "p": float("nan"),
