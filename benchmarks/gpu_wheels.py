@@ -274,11 +274,12 @@ def download(args: argparse.Namespace) -> None:
         torch_placeholder(links)
         without = sorted(set(args.without))
         extra = sublim_requirements(without)
-        for name in build_sdist_only(NODE_SET + extra, links, tmp):
+        node_set = NODE_SET + list(args.node_has)
+        for name in build_sdist_only(node_set + extra, links, tmp):
             print(f"built {name} from its sdist (PyPI has no wheel)")
         print(f"resolving for cp{PYTHON_VERSION.replace('.', '')} {PLATFORMS[0]}: node set, then node set + sublim")
-        node = resolve(NODE_SET, links, tmp, "node")
-        full = resolve(NODE_SET + extra, links, tmp, "full")
+        node = resolve(node_set, links, tmp, "node")
+        full = resolve(node_set + extra, links, tmp, "full")
         wanted = {n: v for n, v in sorted(full.items()) if n not in node and n != "torch"}
         drop = set().union(*(WITHOUT[w]["dists"] for w in without))
         left_out = {n: v for n, v in wanted.items() if n in drop}
@@ -342,7 +343,7 @@ def download(args: argparse.Namespace) -> None:
         "implementation": IMPLEMENTATION,
         "abi": ABI,
         "platforms": PLATFORMS,
-        "node_set": NODE_SET,
+        "node_set": node_set,
         "node_resolution": dict(sorted(node.items())),
         "sublim_requirements": extra,
         "requirements": [f"{n}=={v}" for n, v in wanted.items()],
@@ -487,6 +488,14 @@ def main() -> None:
         choices=sorted(WITHOUT),
         help="leave this part out, explicitly (repeatable): "
         + "; ".join(f"{k}: {v['effect']}" for k, v in WITHOUT.items()),
+    )
+    d.add_argument(
+        "--node-has",
+        action="append",
+        default=[],
+        metavar="REQ",
+        help="a requirement the node already has beyond the stock set (repeatable), e.g. scipy: "
+        "left out of the wheels, so the node's own copy is used",
     )
     i = sub.add_parser("install", help="install the wheels into DEST/site on the node (offline)")
     i.add_argument("--dest", type=Path, default=ROOT / ".gpu-wheels", help="wheel folder (default: .gpu-wheels)")
