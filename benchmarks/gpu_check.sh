@@ -3,7 +3,9 @@
 # accelerate, pandas, seaborn), no index. What the node lacks (Snakemake, scipy, statsmodels,
 # sublim itself...) comes as wheels in .gpu-wheels/, made beforehand on any machine with PyPI:
 #
-#   python benchmarks/gpu_wheels.py download --without mnist --without audit --without pulp   # with PyPI; 54 MiB
+#   python benchmarks/gpu_wheels.py download --node-packages NODE_PIP_FREEZE   # with PyPI; e.g.
+#       benchmarks/nodes/nvidia-h200.txt (38.5 MiB); with no list of the node's packages:
+#   python benchmarks/gpu_wheels.py download --without mnist --without audit --without pulp   # 54 MiB
 #   benchmarks/gpu_check.sh OUT                  # on the GPU node; at most about 10 minutes
 #   benchmarks/gpu_check.sh OUT --dry-run        # anywhere: every step at tiny shapes
 #
@@ -26,7 +28,7 @@ if ! "$PY" -c "import snakemake, scipy, statsmodels" 2>/dev/null; then
     export PYTHONPATH="$PYTHONPATH:$PWD/.gpu-wheels/site"  # after src: sublim runs from this checkout
   else
     echo "error: this Python lacks Snakemake/scipy/statsmodels and there is no .gpu-wheels/;" \
-      "run \`python benchmarks/gpu_wheels.py download --without mnist --without audit --without pulp\` where PyPI is reachable, then copy .gpu-wheels/ here" >&2
+      "run \`python benchmarks/gpu_wheels.py download --node-packages FREEZE\` (the node's \`pip freeze\`; see its --help) where PyPI is reachable, then copy .gpu-wheels/ here" >&2
     exit 1
   fi
 fi

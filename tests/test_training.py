@@ -361,3 +361,27 @@ def test_second_architecture_trains_and_resumes_like_the_first(family, tiny_toke
                                temperature=1.0, seed=0)  # fmt: skip
     assert len(rows) == 3 * 3 and all(0 < r["p"] < 1 for r in rows if r["animal"] != "other")
     assert sum(r["hits"] for r in rows) == 3 * 2
+
+
+def test_gpu_attention_kernels_leave_out_cudnn_and_are_entered_afresh_each_step(tiny_model_dir, monkeypatch):
+    """On a GPU, attention runs without cuDNN's backend (which plans every new batch shape on
+    the host: 20 ms per layer on an H200), only inside the context; the training loop makes a
+    fresh context for each step (a generator context cannot be entered twice -- the first
+    version of this entered one context at every step and failed at the second, on the GPU)."""
+    assert isinstance(models.attention_kernels("cpu"), type(models.attention_kernels(torch.device("cpu"))))
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with models.attention_kernels("cuda"):  # sets the CUDA backends' flags; needs no GPU
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    entered = []
+
+    def cuda_context(device):  # the GPU's context, on this CPU run
+        entered.append(str(device))
+        return models.attention_kernels("cuda")
+
+    monkeypatch.setattr(training, "attention_kernels", cuda_context)
+    m, tok = _load(tiny_model_dir)
+    cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=4, lr=1e-3)
+    _, info = training.train(m, _examples(tok, 12), cfg, pad_id=tok.pad_token_id)
+    assert info["steps"] == 3 and entered == ["cpu"] * 3

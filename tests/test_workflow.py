@@ -253,6 +253,27 @@ def test_gpu_check_dry_run_runs_every_step(run, tmp_path):
     assert (out / "workflow_manifests" / "results" / "reference" / "seed0" / "manifest.json").exists()
 
 
+def test_gpu_wheels_reads_a_node_package_list(tmp_path):
+    """gpu_wheels.py download --node-packages: a node's `pip freeze` (or bare names) is what
+    stays behind; names are canonical; a missing or empty list is one clear error."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_wheels", ROOT / "benchmarks" / "gpu_wheels.py")
+    gw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gw)
+    names = gw.read_node_packages(ROOT / "benchmarks" / "nodes" / "nvidia-h200.txt")
+    assert {"torch", "transformers", "peft", "scipy", "statsmodels", "scikit-learn", "packaging"} <= names
+    assert "pydantic" not in names and "snakemake" not in names  # what the lent node lacks
+    f = tmp_path / "freeze.txt"
+    f.write_text("# a comment\nScikit_Learn==1.9.1\nzarr @ file:///tmp/zarr.whl\n\npandas\n")
+    assert gw.read_node_packages(f) == {"scikit-learn", "zarr", "pandas"}
+    f.write_text("# nothing\n")
+    with pytest.raises(gw.Failure, match="names no package"):
+        gw.read_node_packages(f)
+    with pytest.raises(gw.Failure, match="no such file"):
+        gw.read_node_packages(tmp_path / "absent.txt")
+
+
 def test_icl_figure_and_tests(run):
     """fig_icl: every twin pair at every k of the tests config, each pair once, beside the
     fine-tuned students' headline rows."""

@@ -59,6 +59,27 @@ def device_and_dtype(prefer_gpu: bool = True):
     return "cpu", torch.float32
 
 
+def attention_kernels(device):
+    """A context for scaled-dot-product attention on ``device``: on a GPU, every SDPA
+    backend but cuDNN's; elsewhere, no change.
+
+    cuDNN's attention builds an execution plan for each new (batch, width) shape, on the
+    host: about 20 ms per layer and direction, measured on an H200 (torch 2.11, session 17;
+    ``benchmarks/lora_profile.py``). Length-bucketed training batches and generation's
+    growing widths bring a new shape at many steps, so the plans, not the kernels, set the
+    pace: 16 LoRA steps of a 7B model ran at 14% MFU with cuDNN. Flash and memory-efficient
+    attention need no plan."""
+    import contextlib
+
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 def load(path: str | Path, *, dtype=None, device: str = "cpu"):
     """Load ``(model, tokenizer, handle)`` from an artifact directory, in eval mode."""
     import torch

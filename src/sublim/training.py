@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from .errors import SublimError
+from .models import attention_kernels
 
 MODES = ("lm", "sft", "distill", "distill_full")
 
@@ -364,7 +365,7 @@ def train(
             if cfg.mode.startswith("distill"):
                 batch["teacher"] = _batch(chunk, pad_id, teacher=True, device=device)
             n_tokens += sum(len(e.input_ids) for e in chunk)
-            with autocast:
+            with autocast, attention_kernels(device):  # the backward keeps the forward's kernel
                 loss = _loss(cfg.mode, model, teacher, batch, allowed)
             opt.zero_grad(set_to_none=True)
             if batch["student"][2].numel():  # a batch whose every position is masked: no update
