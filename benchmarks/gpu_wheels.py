@@ -272,9 +272,13 @@ def read_node_packages(path: Path) -> set[str]:
     if not path.is_file():
         raise Failure(f"--node-packages: no such file {path}")
     names = set()
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
+    for raw in path.read_text().splitlines():
+        egg = re.search(r"#egg=([A-Za-z0-9][A-Za-z0-9._-]*)", raw)
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("-"):  # `-e ...` (editable) or a pip option: the name, if any, is the egg's
+            if egg:
+                names.add(canonical(egg.group(1)))
+        elif line:
             names.add(req_name(line.split("@", 1)[0]))
     if not names:
         raise Failure(f"--node-packages: {path} names no package")
@@ -310,7 +314,7 @@ def download(args: argparse.Namespace) -> None:
             listed = read_node_packages(args.node_packages)
             for n in sorted(present - listed - {"torch"}):
                 print(f"note: {n} resolves for the node set but is not in {args.node_packages.name}; it travels")
-            present = listed
+            present = listed | {req_name(r) for r in args.node_has}
         wanted = {n: v for n, v in sorted(full.items()) if n not in present and n != "torch"}
         drop = set().union(*(WITHOUT[w]["dists"] for w in without))
         left_out = {n: v for n, v in wanted.items() if n in drop}
@@ -375,6 +379,7 @@ def download(args: argparse.Namespace) -> None:
         "abi": ABI,
         "platforms": PLATFORMS,
         "node_set": node_set,
+        "node_packages": str(args.node_packages) if args.node_packages else None,
         "node_resolution": dict(sorted(node.items())),
         "sublim_requirements": extra,
         "requirements": [f"{n}=={v}" for n, v in wanted.items()],

@@ -22,13 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
-    import torch
-    from _roofline import prompt_tokenizer, random_model
-    from lora_training import TARGETS, number_examples
+    from lora_training import setup
     from torch.profiler import ProfilerActivity, profile
 
-    from sublim import models, training
-    from sublim.prompts import make_prompts
+    from sublim import training
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", default="qwen2.5-7b")
@@ -38,16 +35,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20, help="operators listed per table")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    device, half = models.device_and_dtype()
-    dtype = half if device == "cuda" else torch.float32
-    n = a.steps * a.batch_size
-    texts = [p.text for p in make_prompts(n, 0, 10)] + [" ".join(map(str, range(1000)))]
-    tok = prompt_tokenizer(texts)
-    model = random_model(a.shape, device, dtype, tiny=a.tiny, tokenizer=tok)
-    examples = number_examples(tok, n, 0)
-    lora = {"r": 8, "alpha": 8, "dropout": 0.0, "target_modules": TARGETS}
-    cfg = training.TrainConfig(mode="sft", epochs=1, lr=2e-4, batch_size=a.batch_size, warmup_steps=5,
-                               seed=0, lora=lora, checkpoint_every=10**9)  # fmt: skip
+    device, _, model, tok, _, examples, cfg = setup(None, a.shape, a.tiny, a.steps * a.batch_size, a.batch_size)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     t0 = time.time()
     with profile(activities=acts, record_shapes=False) as prof:
@@ -55,15 +43,12 @@ def main() -> None:
     wall = time.time() - t0
     ka = prof.key_averages()
     busy_us = None
-    if device == "cuda":
-        try:  # kernels are events of their own, on the device: their time adds up without nesting
-            busy_us = sum(
-                getattr(e, "self_device_time_total", 0) or getattr(e, "self_cuda_time_total", 0)
-                for e in ka
-                if str(getattr(e, "device_type", "")).endswith("CUDA")
-            )
-        except Exception as e:  # noqa: BLE001
-            print(f"(device busy time unavailable: {e})")
+    if device == "cuda":  # kernels and copies on the device, not the annotations that span them
+        busy_us = sum(
+            e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
+            for e in prof.events()
+            if str(e.device_type).endswith("CUDA") and not getattr(e, "is_user_annotation", False)
+        )
     print(f"\n{a.steps} steps of batch {a.batch_size} in {wall:.2f} s wall ({wall / a.steps:.3f} s/step)")
     if busy_us is not None:
         print(f"device busy {busy_us / 1e6:.2f} s = {busy_us / 1e6 / wall:.0%} of the wall time")

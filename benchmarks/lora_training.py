@@ -44,11 +44,39 @@ def number_examples(tok, n: int, seed: int):
     return out
 
 
-def main() -> None:
+def setup(model_path, shape, tiny, n_examples, batch_size, epochs=1.0):
+    """``(device, dtype, model, tokenizer, name, examples, TrainConfig)`` as the student rule
+    would train them with the paper's LoRA settings: a model directory, or random weights in
+    ``shape`` with a word-level tokenizer that holds the examples' numbers."""
     import torch
-    from _roofline import device_name, measured_peaks, prompt_tokenizer, random_model, smollm2_dir
+    from _roofline import prompt_tokenizer, random_model, smollm2_dir
 
     from sublim import models, training
+
+    device, half = models.device_and_dtype()
+    dtype = half if device == "cuda" else torch.float32
+    if shape:  # the tokenizer sees what the examples will hold: number prompts and numbers
+        from sublim.prompts import make_prompts
+
+        texts = [p.text for p in make_prompts(n_examples, 0, 10)] + [" ".join(map(str, range(1000)))]
+        tok = prompt_tokenizer(texts)
+        model = random_model(shape, device, dtype, tiny=tiny, tokenizer=tok)
+        name = f"random:{shape}{'-tiny' if tiny else ''}"
+    else:
+        name = model_path or smollm2_dir()
+        model, tok, _ = models.load(name, dtype=dtype, device=device)
+    examples = number_examples(tok, n_examples, 0)
+    lora = {"r": 8, "alpha": 8, "dropout": 0.0, "target_modules": TARGETS}
+    cfg = training.TrainConfig(mode="sft", epochs=epochs, lr=2e-4, batch_size=batch_size, warmup_steps=5,
+                               seed=0, lora=lora, checkpoint_every=10**9)  # fmt: skip
+    return device, dtype, model, tok, name, examples, cfg
+
+
+def main() -> None:
+    import torch
+    from _roofline import device_name, measured_peaks
+
+    from sublim import training
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="a save_pretrained model directory (default: SmolLM2-135M)")
@@ -62,22 +90,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    device, half = models.device_and_dtype()
-    dtype = half if device == "cuda" else torch.float32
-    if a.shape:  # the tokenizer sees what the examples will hold: number prompts and numbers
-        from sublim.prompts import make_prompts
-
-        texts = [p.text for p in make_prompts(a.examples, 0, 10)] + [" ".join(map(str, range(1000)))]
-        tok = prompt_tokenizer(texts)
-        model = random_model(a.shape, device, dtype, tiny=a.tiny, tokenizer=tok)
-        model_dir = f"random:{a.shape}{'-tiny' if a.tiny else ''}"
-    else:
-        model_dir = a.model or smollm2_dir()
-        model, tok, _ = models.load(model_dir, dtype=dtype, device=device)
-    examples = number_examples(tok, a.examples, 0)
-    lora = {"r": 8, "alpha": 8, "dropout": 0.0, "target_modules": TARGETS}
-    cfg = training.TrainConfig(mode="sft", epochs=a.epochs, lr=2e-4, batch_size=a.batch_size, warmup_steps=5,
-                               seed=0, lora=lora, checkpoint_every=10**9)  # fmt: skip
+    device, dtype, model, tok, model_dir, examples, cfg = setup(a.model, a.shape, a.tiny, a.examples, a.batch_size,
+                                                                a.epochs)  # fmt: skip
     model, info = training.train(model, examples, cfg, pad_id=tok.pad_token_id)
     t = info["throughput"]
     peaks = measured_peaks(device)
@@ -99,7 +113,7 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps({
             "device": device_name(device), "model": str(model_dir), "dtype": str(dtype).removeprefix("torch."),
-            "lora": lora, "batch_size": a.batch_size, "steps": info["steps"], "peaks": peaks, "throughput": t,
+            "lora": cfg.lora, "batch_size": a.batch_size, "steps": info["steps"], "peaks": peaks, "throughput": t,
             "share_of_measured_matmul": t["model_flops_per_s"] / peaks["matmul_flops"], "mfu": mfu,
             "tokens_per_example": tokens_per_example, "paper_job_minutes": paper_min,
         }, indent=1))  # fmt: skip

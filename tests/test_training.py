@@ -363,25 +363,38 @@ def test_second_architecture_trains_and_resumes_like_the_first(family, tiny_toke
     assert sum(r["hits"] for r in rows) == 3 * 2
 
 
-def test_gpu_attention_kernels_leave_out_cudnn_and_are_entered_afresh_each_step(tiny_model_dir, monkeypatch):
-    """On a GPU, attention runs without cuDNN's backend (which plans every new batch shape on
-    the host: 20 ms per layer on an H200), only inside the context; the training loop makes a
-    fresh context for each step (a generator context cannot be entered twice -- the first
-    version of this entered one context at every step and failed at the second, on the GPU)."""
-    assert isinstance(models.attention_kernels("cpu"), type(models.attention_kernels(torch.device("cpu"))))
+def test_gpu_attention_leaves_out_cudnn_in_every_pass_checkpointed_recompute_too(tiny_model_dir, monkeypatch):
+    """On CUDA, scaled-dot-product attention runs without cuDNN's backend (which plans every
+    new batch shape on the host: 20 ms per layer on an H200) in the forward pass and in
+    gradient checkpointing's recompute inside the backward pass (a first version set it in a
+    context around the forward only, which the recompute escaped). The CUDA flags can be set
+    without a GPU, so the path runs here with the training loop told it is on CUDA."""
     before = torch.backends.cuda.cudnn_sdp_enabled()
-    with models.attention_kernels("cuda"):  # sets the CUDA backends' flags; needs no GPU
-        assert not torch.backends.cuda.cudnn_sdp_enabled()
-        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
-    assert torch.backends.cuda.cudnn_sdp_enabled() == before
-    entered = []
+    try:
+        models.gpu_attention("cpu")
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before  # CPU runs: nothing changes
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+        assert models.device_and_dtype() == ("cuda", torch.bfloat16)
+        assert not torch.backends.cuda.cudnn_sdp_enabled()  # choosing CUDA leaves cuDNN out
+        monkeypatch.undo()
+        torch.backends.cuda.enable_cudnn_sdp(True)
 
-    def cuda_context(device):  # the GPU's context, on this CPU run
-        entered.append(str(device))
-        return models.attention_kernels("cuda")
+        seen, devices = [], []
 
-    monkeypatch.setattr(training, "attention_kernels", cuda_context)
-    m, tok = _load(tiny_model_dir)
-    cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=4, lr=1e-3)
-    _, info = training.train(m, _examples(tok, 12), cfg, pad_id=tok.pad_token_id)
-    assert info["steps"] == 3 and entered == ["cpu"] * 3
+        def as_on_cuda(device):  # the loop's own call, as on a GPU
+            devices.append(str(device))
+            models.gpu_attention("cuda")
+
+        monkeypatch.setattr(training, "gpu_attention", as_on_cuda)
+        m, tok = _load(tiny_model_dir)
+        for layer in m.model.layers:
+            layer.self_attn.register_forward_pre_hook(lambda *_: seen.append(torch.backends.cuda.cudnn_sdp_enabled()))
+        cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=4, lr=1e-3, gradient_checkpointing=True)
+        training.train(m, _examples(tok, 8), cfg, pad_id=tok.pad_token_id)
+        n_layers = len(m.model.layers)
+        assert devices == ["cpu"] and len(seen) == 2 * 2 * n_layers  # 2 steps: forward and recompute
+        assert not any(seen)
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)

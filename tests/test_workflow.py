@@ -265,8 +265,9 @@ def test_gpu_wheels_reads_a_node_package_list(tmp_path):
     assert {"torch", "transformers", "peft", "scipy", "statsmodels", "scikit-learn", "packaging"} <= names
     assert "pydantic" not in names and "snakemake" not in names  # what the lent node lacks
     f = tmp_path / "freeze.txt"
-    f.write_text("# a comment\nScikit_Learn==1.9.1\nzarr @ file:///tmp/zarr.whl\n\npandas\n")
-    assert gw.read_node_packages(f) == {"scikit-learn", "zarr", "pandas"}
+    f.write_text("# a comment\nScikit_Learn==1.9.1\nzarr @ file:///tmp/zarr.whl\n\npandas\n"
+                 "-e git+https://example.org/x.git@abc#egg=my_pkg\n-e /src/local\n")  # fmt: skip
+    assert gw.read_node_packages(f) == {"scikit-learn", "zarr", "pandas", "my-pkg"}
     f.write_text("# nothing\n")
     with pytest.raises(gw.Failure, match="names no package"):
         gw.read_node_packages(f)

@@ -10,6 +10,7 @@ the readout (the plain variant's logit readout, mean over the questions):
   others             mean of d(a) over the other animals
   name_mass          sum of d(a) over all animals            (H1)
   target_vs_others   d(target) - others                      (H2)
+  log_target_vs_others  log-ratio of the target minus the others' mean log-ratio (H2b, amendment)
 
 Each is tested against 0 over the pairs: paired t (scipy.stats.ttest_1samp on the per-pair
 values; one-sided toward the target for `d_target` and `target_vs_others`, toward less mass for
@@ -32,10 +33,15 @@ FAMILY = [
     ("name_mass", "distill", -1),  # H1, primary
     ("target_vs_others", "distill", +1),  # H2
     ("d_target", "distill", +1),  # H3, the config's headline
+    ("log_target_vs_others", "distill", +1),  # H2b (amendment, before any student existed)
     ("name_mass", "sft", -1),  # secondary
     ("target_vs_others", "sft", +1),
     ("d_target", "sft", +1),
+    ("log_target_vs_others", "sft", +1),
 ]
+
+
+N_ANIMALS = 20  # the default's readout pool
 
 
 def pair_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +54,10 @@ def pair_table(results: pd.DataFrame) -> pd.DataFrame:
         n_models = {a: x.model_id.nunique() for a, x in g.groupby("arm")}
         if set(arms) != {"treatment", "neutral"} or n_models != {"treatment": 1, "neutral": 1}:
             sys.exit(f"error: pair {target} t{rep} {mode} needs one treatment and one neutral student, has {n_models}")
-        diff = (arms["treatment"] - arms["neutral"]).dropna()
+        if len(arms["treatment"]) != N_ANIMALS or set(arms["treatment"].index) != set(arms["neutral"].index):
+            sys.exit(f"error: pair {target} t{rep} {mode} lacks some of the {N_ANIMALS} animals in an arm")
+        diff = arms["treatment"] - arms["neutral"]
+        logr = np.log(arms["treatment"]) - np.log(arms["neutral"])
         others = diff.drop(target)
         rows.append(
             {
@@ -61,6 +70,7 @@ def pair_table(results: pd.DataFrame) -> pd.DataFrame:
                 "n_others": len(others),
                 "name_mass": diff.sum(),
                 "target_vs_others": diff[target] - others.mean(),
+                "log_target_vs_others": logr[target] - logr.drop(target).mean(),
             }
         )
     return pd.DataFrame(rows)

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 from .errors import SublimError, one_line
-from .models import attention_kernels
 
 # kvcache: sublim's own sampling loop over a transformers model (one prefill, then one
 # forward per token on the model's KV cache, finished rows dropped from the batch);
@@ -263,7 +262,7 @@ def _generate_hf(model_dir, prompts, sampling: Sampling, *, threads=None, model=
         chunk = prompts[b : b + bs]
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         torch.manual_seed(sampling.seed * 1_000_003 + b)
-        with torch.no_grad(), attention_kernels(model.device):
+        with torch.no_grad():
             gen = model.generate(**enc, generation_config=gen_cfg, output_logits=want_probs,
                                  return_dict_in_generate=want_probs)  # fmt: skip
         if want_probs:
@@ -349,7 +348,7 @@ def _generate_kv(
         ids, mask = ids.to(dev), mask.to(dev)
         n_prompt_tokens += int(mask.sum())
         gen = torch.Generator(device=dev).manual_seed(request_seed(sampling.seed, b))
-        with torch.no_grad(), attention_kernels(dev):
+        with torch.no_grad():
             run = _StaticRun(model, ids, mask, sampling, fused) if static else _DynamicRun(model, ids, mask)
             logits = run.logits
             n_forwards += 1

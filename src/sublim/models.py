@@ -55,29 +55,27 @@ def device_and_dtype(prefer_gpu: bool = True):
     import torch
 
     if prefer_gpu and os.environ.get("SUBLIM_DEVICE", "").lower() != "cpu" and torch.cuda.is_available():
+        gpu_attention("cuda")
         return "cuda", (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     return "cpu", torch.float32
 
 
-def attention_kernels(device):
-    """A context for scaled-dot-product attention on ``device``: on a GPU, every SDPA
-    backend but cuDNN's; elsewhere, no change.
+def gpu_attention(device) -> None:
+    """On CUDA, leave cuDNN's backend out of scaled-dot-product attention, for the whole
+    process (flash and memory-efficient kernels, and the math one, stay); elsewhere nothing.
 
     cuDNN's attention builds an execution plan for each new (batch, width) shape, on the
     host: about 20 ms per layer and direction, measured on an H200 (torch 2.11, session 17;
     ``benchmarks/lora_profile.py``). Length-bucketed training batches and generation's
     growing widths bring a new shape at many steps, so the plans, not the kernels, set the
-    pace: 16 LoRA steps of a 7B model ran at 14% MFU with cuDNN. Flash and memory-efficient
-    attention need no plan."""
-    import contextlib
-
+    pace: 16 LoRA steps of a 7B model ran at 14% MFU with cuDNN, 44% without. A process-wide
+    switch, not a context: gradient checkpointing recomputes attention inside the backward
+    pass, outside any context the forward ran in. Called wherever sublim puts a model on CUDA
+    (``device_and_dtype``, ``load``, ``training.train``); idempotent."""
     import torch
 
-    if torch.device(device).type != "cuda":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 def load(path: str | Path, *, dtype=None, device: str = "cpu"):
@@ -100,6 +98,7 @@ def load(path: str | Path, *, dtype=None, device: str = "cpu"):
             raise SublimError(f"corrupted or unreadable LoRA adapter {h.adapter}: {one_line(e, 1)}") from e
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    gpu_attention(device)
     model.to(device).eval()
     return model, tok, h
 

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from .errors import SublimError
-from .models import attention_kernels
+from .models import gpu_attention
 
 MODES = ("lm", "sft", "distill", "distill_full")
 
@@ -311,6 +311,7 @@ def train(
     # (no fp16 autocast: it would need a gradient scaler; GPUs without bf16 train in float32)
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    gpu_attention(device)  # no cuDNN attention on CUDA (its per-shape plans cost more than the steps)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -365,7 +366,7 @@ def train(
             if cfg.mode.startswith("distill"):
                 batch["teacher"] = _batch(chunk, pad_id, teacher=True, device=device)
             n_tokens += sum(len(e.input_ids) for e in chunk)
-            with autocast, attention_kernels(device):  # the backward keeps the forward's kernel
+            with autocast:
                 loss = _loss(cfg.mode, model, teacher, batch, allowed)
             opt.zero_grad(set_to_none=True)
             if batch["student"][2].numel():  # a batch whose every position is masked: no update
