@@ -285,6 +285,19 @@ def read_node_packages(path: Path) -> set[str]:
     return names
 
 
+def to_carry(full: dict, node: dict, listed: set | None, node_has: set, drop: set) -> tuple[dict, dict]:
+    """``(wanted, left_out)``: the distributions (name -> version) of sublim's resolution
+    ``full`` that must travel to the node, and those left out on request (``drop``).
+
+    What the node holds is pip's resolution of its named set (``node``), or, when the
+    node's own package list is given (``listed``), that list plus ``node_has``: a list read
+    off the node is the fact, so what the resolution assumed but the node lacks travels
+    (pydantic on the lent H200). torch never travels."""
+    present = set(node) if listed is None else set(listed) | set(node_has)
+    carry = {n: v for n, v in sorted(full.items()) if n not in present and n != "torch"}
+    return {n: v for n, v in carry.items() if n not in drop}, {n: v for n, v in carry.items() if n in drop}
+
+
 def download(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     dest = args.dest.resolve()
@@ -307,18 +320,12 @@ def download(args: argparse.Namespace) -> None:
         print(f"resolving for cp{PYTHON_VERSION.replace('.', '')} {PLATFORMS[0]}: node set, then node set + sublim")
         node = resolve(node_set, links, tmp, "node")
         full = resolve(node_set + extra, links, tmp, "full")
-        present = set(node)
-        if args.node_packages:
-            # what pip resolves for the node's named set is a guess at what is installed; a list
-            # read off the node is the fact: what it holds stays behind, whatever else travels
-            listed = read_node_packages(args.node_packages)
-            for n in sorted(present - listed - {"torch"}):
+        listed = read_node_packages(args.node_packages) if args.node_packages else None
+        if listed is not None:
+            for n in sorted(set(node) - listed - {"torch"}):
                 print(f"note: {n} resolves for the node set but is not in {args.node_packages.name}; it travels")
-            present = listed | {req_name(r) for r in args.node_has}
-        wanted = {n: v for n, v in sorted(full.items()) if n not in present and n != "torch"}
         drop = set().union(*(WITHOUT[w]["dists"] for w in without))
-        left_out = {n: v for n, v in wanted.items() if n in drop}
-        wanted = {n: v for n, v in wanted.items() if n not in drop}
+        wanted, left_out = to_carry(full, node, listed, {req_name(r) for r in args.node_has}, drop)
         for w in without:
             print(f"left out on request (--without {w}): {WITHOUT[w]['effect']}")
         drift = {n: (node[n], v) for n, v in full.items() if n in node and node[n] != v}

@@ -273,6 +273,13 @@ def test_gpu_wheels_reads_a_node_package_list(tmp_path):
         gw.read_node_packages(f)
     with pytest.raises(gw.Failure, match="no such file"):
         gw.read_node_packages(tmp_path / "absent.txt")
+    # what travels: pip's guess of the node, or the node's own list when given
+    full = {"snakemake": "9", "sqlmodel": "0.0.37", "pydantic": "2", "numpy": "2", "torch": "2.11", "pulp": "3"}
+    node = {"numpy": "2", "pydantic": "2", "torch": "2.11"}
+    assert gw.to_carry(full, node, None, set(), set()) == ({"pulp": "3", "snakemake": "9", "sqlmodel": "0.0.37"}, {})
+    wanted, left = gw.to_carry(full, node, {"numpy", "torch"}, set(), {"pulp"})
+    assert wanted == {"pydantic": "2", "snakemake": "9", "sqlmodel": "0.0.37"} and left == {"pulp": "3"}
+    assert "pydantic" not in gw.to_carry(full, node, {"numpy"}, {"pydantic"}, set())[0]
 
 
 def test_icl_figure_and_tests(run):
