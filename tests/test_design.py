@@ -140,6 +140,25 @@ def test_tests_find_a_planted_effect_and_report_both_sides():
     assert t.loc[("neutral", "sft", "p"), "verdict"] == "shift AWAY from the target"
 
 
+def test_a_shift_away_says_whether_the_other_options_share_it():
+    """The caption's profile of a shift away: a drop on the target alone leaves the other
+    options unmoved; a drop on every option moves them as much (not specific to the target)."""
+    cfg = _cfg(ROOT / "config.yaml")
+    res, _, _ = _fake_results(cfg, effect=-0.05)
+    prof = report.away_profile(res, "plain", "neutral", "sft")
+    assert prof["n_other_options"] == len(cfg["animal_pool"]) - 1 and prof["n_pairs"] == 6
+    assert prof["target"] < -0.03 and abs(prof["others"]) < 0.01 and prof["target_minus_others"] < -0.03
+    res, _, _ = _fake_results(cfg)
+    res.loc[(res["role"] == "student") & (res["arm"] == "treatment"), "p"] -= 0.05  # every option drops
+    prof = report.away_profile(res, "plain", "neutral", "sft")
+    assert prof["target"] < -0.03 and prof["others"] < -0.04 and abs(prof["target_minus_others"]) < 0.015
+    assert prof["pairs_others_same_sign"] == 6
+    tests = report.test_table(res)
+    text = report.caption(res, tests, report.arm_table(res), {}, "cfg", "0" * 64)
+    assert "neutral/sft: the readout's 19 other options moved by -0.05" in text
+    assert report.away_profile(res, "plain", "no_such_contrast", "sft") is None
+
+
 def test_paired_contrast_p_values_are_uniform_under_the_null():
     from scipy import stats as ss
 

@@ -221,6 +221,42 @@ def _pair_diffs(res, variant, mode, metric) -> pd.DataFrame:
     return pairs[["target", "replicate", "diff", "models"]]
 
 
+def away_profile(res: pd.DataFrame, variant: str, contrast: str, mode: str, metric: str = "p") -> dict | None:
+    """Descriptive, for a shift away from the target: per twin pair of ``contrast`` in ``mode``,
+    the treated arm's unit mean minus its twin's on the target and, averaged, on the readout's
+    other options; returned as means over the pairs, with how many pairs saw the others move
+    the same way as the target. A shift the other options share is not specific to the target
+    (session 17: the default's `distill` shift away fell on all 20 animals alike)."""
+    arms = {name: (t, c) for name, t, c in CONTRASTS}
+    if contrast not in arms:
+        return None
+    st, sc = _students(res, variant, mode, arms[contrast][0]), _students(res, variant, mode, arms[contrast][1])
+    if st.empty or sc.empty:
+        return None
+
+    def per_pair(s: pd.DataFrame) -> pd.DataFrame:
+        own = s["animal"] == s["target"]
+        g = s.assign(which=np.where(own, "own", "others"))
+        unit = g.groupby(["target", "replicate", "teacher", "which", "animal"], dropna=False)[metric].mean()
+        unit = unit.groupby(["target", "replicate", "teacher", "which"], dropna=False).mean().unstack("which")
+        return unit.reset_index().drop(columns="teacher")
+
+    pairs = per_pair(st).merge(per_pair(sc), on=["target", "replicate"], suffixes=("_t", "_c"))
+    if pairs.empty or "others_t" not in pairs:
+        return None
+    d_target = pairs["own_t"] - pairs["own_c"]
+    d_others = pairs["others_t"] - pairs["others_c"]
+    n_options = int(st["animal"].nunique()) - 1  # every student is read on the same options
+    return {
+        "n_pairs": len(pairs),
+        "n_other_options": n_options,
+        "target": float(d_target.mean()),
+        "others": float(d_others.mean()),
+        "target_minus_others": float((d_target - d_others).mean()),
+        "pairs_others_same_sign": int((np.sign(d_others) == np.sign(d_target)).sum()),
+    }
+
+
 def _masking_rows(res, variant, modes, seed) -> list[dict]:
     """The divergence-token ablation (src/sublim/divergence.py): for each masked mode beside
     its unmasked mode, per twin pair the fair contrast unmasked minus the same contrast masked.
@@ -499,6 +535,17 @@ def caption(res, tests, arms, keep, config_name, config_hash, variant="plain", c
     if not away.empty:
         which = "; ".join(f"{r['contrast']}/{r['mode']}/{r['metric']}" for _, r in away.iterrows())
         lines.append(f"Shifts away from the target (findings, not noise to ignore): {which}.")
+        for _, r in away[away["metric"] == "p"].iterrows():
+            prof = away_profile(res, variant, r["contrast"], r["mode"])
+            if prof:
+                lines.append(
+                    f"- {r['contrast']}/{r['mode']}: the readout's {prof['n_other_options']} other options moved by "
+                    f"{prof['others']:+.3g} on average over the {prof['n_pairs']} pairs (the target "
+                    f"{prof['target']:+.3g}; target minus others {prof['target_minus_others']:+.3g}; the others "
+                    f"moved the target's way in {prof['pairs_others_same_sign']} of {prof['n_pairs']} pairs). "
+                    "Descriptive: a shift the other options share is not specific to the target; the logit-margin "
+                    "rows test the relative shift."
+                )
     else:
         lines.append("No test shows a significant shift away from the target.")
     a = arms[(arms["variant"] == variant) & (arms["metric"] == "p")] if not arms.empty else arms
