@@ -142,20 +142,36 @@ def test_tests_find_a_planted_effect_and_report_both_sides():
 
 def test_a_shift_away_says_whether_the_other_options_share_it():
     """The caption's profile of a shift away: a drop on the target alone leaves the other
-    options unmoved; a drop on every option moves them as much (not specific to the target)."""
+    options unmoved; a drop on every option moves them as much; a target up with the others
+    down moves them the other way. Readouts without noise, so the values are exact."""
     cfg = _cfg(ROOT / "config.yaml")
-    res, _, _ = _fake_results(cfg, effect=-0.05)
-    prof = report.away_profile(res, "plain", "neutral", "sft")
-    assert prof["n_other_options"] == len(cfg["animal_pool"]) - 1 and prof["n_pairs"] == 6
-    assert prof["target"] < -0.03 and abs(prof["others"]) < 0.01 and prof["target_minus_others"] < -0.03
     res, _, _ = _fake_results(cfg)
-    res.loc[(res["role"] == "student") & (res["arm"] == "treatment"), "p"] -= 0.05  # every option drops
-    prof = report.away_profile(res, "plain", "neutral", "sft")
-    assert prof["target"] < -0.03 and prof["others"] < -0.04 and abs(prof["target_minus_others"]) < 0.015
+    res["p"] = 0.05
+    studs = (res["role"] == "student") & (res["arm"] == "treatment")
+    own = res["animal"] == res["target"]
+
+    def profile(r):
+        return report.away_profile(r, "plain", "neutral", "sft")
+
+    target_only = res.copy()
+    target_only.loc[studs & own, "p"] -= 0.02
+    prof = profile(target_only)
+    assert prof["n_other_options"] == len(cfg["animal_pool"]) - 1 and prof["n_pairs"] == 6
+    assert prof["target"] == pytest.approx(-0.02) and prof["others"] == pytest.approx(0, abs=1e-12)
+    every = res.copy()
+    every.loc[studs, "p"] -= 0.02
+    prof = profile(every)
+    assert prof["others"] == pytest.approx(-0.02) and prof["target_minus_others"] == pytest.approx(0, abs=1e-12)
     assert prof["pairs_others_same_sign"] == 6
-    tests = report.test_table(res)
-    text = report.caption(res, tests, report.arm_table(res), {}, "cfg", "0" * 64)
-    assert "neutral/sft: the readout's 19 other options moved by -0.05" in text
+    opposite = res.copy()
+    opposite.loc[studs & own, "p"] += 0.02
+    opposite.loc[studs & ~own, "p"] -= 0.01
+    prof = profile(opposite)
+    assert prof["pairs_others_same_sign"] == 0 and prof["target_minus_others"] == pytest.approx(0.03)
+    every["p"] += np.random.default_rng(0).normal(0, 1e-4, len(every))  # a testable shift away
+    text = report.caption(every, report.test_table(every), report.arm_table(every), {}, "cfg", "0" * 64)
+    line = next(x for x in text.splitlines() if x.startswith("- neutral/sft: the readout's 19 other options"))
+    assert "moved by -0.02" in line and "in 6 of 6 pairs" in line
     assert report.away_profile(res, "plain", "no_such_contrast", "sft") is None
 
 

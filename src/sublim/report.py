@@ -225,8 +225,10 @@ def away_profile(res: pd.DataFrame, variant: str, contrast: str, mode: str, metr
     """Descriptive, for a shift away from the target: per twin pair of ``contrast`` in ``mode``,
     the treated arm's unit mean minus its twin's on the target and, averaged, on the readout's
     other options; returned as means over the pairs, with how many pairs saw the others move
-    the same way as the target. A shift the other options share is not specific to the target
-    (session 17: the default's `distill` shift away fell on all 20 animals alike)."""
+    the same way as the target (a difference of exactly 0 counts as the same way as 0). A shift
+    the other options share is not specific to the target (session 16's default run, looked at
+    in session 17: its `distill` shift away fell on all 20 animals alike). None where the
+    contrast has no pairs, or the target is not among the readout's options."""
     arms = {name: (t, c) for name, t, c in CONTRASTS}
     if contrast not in arms:
         return None
@@ -242,7 +244,10 @@ def away_profile(res: pd.DataFrame, variant: str, contrast: str, mode: str, metr
         return unit.reset_index().drop(columns="teacher")
 
     pairs = per_pair(st).merge(per_pair(sc), on=["target", "replicate"], suffixes=("_t", "_c"))
-    if pairs.empty or "others_t" not in pairs:
+    if pairs.empty or not {"own_t", "own_c", "others_t", "others_c"} <= set(pairs):
+        return None
+    pairs = pairs.dropna(subset=["own_t", "own_c", "others_t", "others_c"])  # a pair with a missing readout
+    if pairs.empty:
         return None
     d_target = pairs["own_t"] - pairs["own_c"]
     d_others = pairs["others_t"] - pairs["others_c"]
