@@ -236,21 +236,16 @@ def away_profile(res: pd.DataFrame, variant: str, contrast: str, mode: str, metr
     if st.empty or sc.empty:
         return None
 
-    def per_pair(s: pd.DataFrame) -> pd.DataFrame:
-        own = s["animal"] == s["target"]
-        g = s.assign(which=np.where(own, "own", "others"))
-        unit = g.groupby(["target", "replicate", "teacher", "which", "animal"], dropna=False)[metric].mean()
-        unit = unit.groupby(["target", "replicate", "teacher", "which"], dropna=False).mean().unstack("which")
-        return unit.reset_index().drop(columns="teacher")
+    def others(s: pd.DataFrame) -> pd.DataFrame:  # a teacher's students over the other options
+        return _unit_means(s[s["animal"] != s["target"]], metric)
 
-    pairs = per_pair(st).merge(per_pair(sc), on=["target", "replicate"], suffixes=("_t", "_c"))
-    if pairs.empty or not {"own_t", "own_c", "others_t", "others_c"} <= set(pairs):
+    rest = others(st).merge(others(sc), on=["target", "replicate"], suffixes=("_t", "_c"))
+    pairs = _twin_pairs(st, sc, metric).merge(rest, on=["target", "replicate"], suffixes=("", "_others"))
+    pairs = pairs.dropna(subset=["value_t", "value_c", "value_t_others", "value_c_others"])  # a missing readout
+    if pairs.empty:  # no pairs, or the target is not among the readout's options
         return None
-    pairs = pairs.dropna(subset=["own_t", "own_c", "others_t", "others_c"])  # a pair with a missing readout
-    if pairs.empty:
-        return None
-    d_target = pairs["own_t"] - pairs["own_c"]
-    d_others = pairs["others_t"] - pairs["others_c"]
+    d_target = pairs["value_t"] - pairs["value_c"]
+    d_others = pairs["value_t_others"] - pairs["value_c_others"]
     n_options = int(st["animal"].nunique()) - 1  # every student is read on the same options
     return {
         "n_pairs": len(pairs),
