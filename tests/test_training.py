@@ -1,5 +1,7 @@
 """The training loop: completion-only loss, restricted KL, and resume-after-kill determinism."""
 
+import copy
+
 import pytest
 import torch
 
@@ -398,3 +400,83 @@ def test_gpu_attention_leaves_out_cudnn_in_every_pass_checkpointed_recompute_too
         assert not any(seen)
     finally:
         torch.backends.cuda.enable_cudnn_sdp(before)
+
+
+def test_pack_rows_balances_and_keeps_every_example_once():
+    lengths = [50, 12, 30, 30, 7, 49, 13, 31, 8]
+    rows = training.pack_rows(lengths, 4)
+    assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
+    totals = [sum(lengths[i] for i in r) for r in rows]
+    assert max(totals) - min(totals) <= max(lengths)  # longest first, each to the shortest row
+    assert rows == training.pack_rows(lengths, 4)  # deterministic
+    assert training.pack_rows([3, 3], 5) == [[0], [1]]  # never an empty row
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt_neox"])
+def test_packed_rows_give_each_example_its_padded_logits_and_loss(family, tiny_tokenizer, tiny_model_dir):
+    """Packing lays a batch's examples end to end (positions restart, block-diagonal
+    attention): the same loss positions in the same order, the same logits within float
+    rounding, for both architectures of the design; sft and distill losses alike; a teacher's
+    own rendering (a system prompt: other lengths) still matches the student row for row."""
+    torch.set_num_threads(1)
+    if family == "llama":
+        m, tok = _load(tiny_model_dir)
+    else:
+        arch = dict(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, max_position_embeddings=256)
+        m, tok = models.build_tiny(family, len(tiny_tokenizer), arch, 0, tiny_tokenizer), tiny_tokenizer
+    m.eval()
+    ex = _examples(tok, 9)
+    for i, e in enumerate(ex):  # the teacher's rendering: a longer prompt, the same completion
+        e.teacher_ids = e.input_ids[: e.n_prompt] * (1 + i % 2) + e.input_ids[e.n_prompt :]
+        e.teacher_n_prompt = e.n_prompt * (1 + i % 2)
+    ex[2].loss_mask = [j % 2 == 0 for j in range(len(ex[2].input_ids) - ex[2].n_prompt)]
+    pad = tok.pad_token_id
+    with torch.no_grad():
+        for teacher in (False, True):
+            padded, packed = training._batch(ex, pad, teacher), training._batch(ex, pad, teacher, pack=3)
+            assert packed[0].shape[0] == 3 and "position_ids" in packed[1]
+            assert packed[0].numel() < padded[0].numel()  # less padding
+            assert packed[0][packed[2], packed[3] + 1].tolist() == padded[0][padded[2], padded[3] + 1].tolist()
+            torch.testing.assert_close(training._completion_logits(m, *packed),
+                                       training._completion_logits(m, *padded), rtol=1e-4, atol=1e-4)  # fmt: skip
+        allowed = torch.tensor(numbers.allowed_token_ids(tok))
+        other = copy.deepcopy(m)
+        other.get_output_embeddings().weight.mul_(1.1)  # a teacher that differs
+        for mode in ("sft", "distill"):
+            losses = []
+            for pack in (1, 3):
+                b = {"student": training._batch(ex, pad, False, pack=pack),
+                     "teacher": training._batch(ex, pad, True, pack=pack)}  # fmt: skip
+                losses.append(training._loss(mode, m, other, b, allowed).item())
+            assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    training.check_packing(m, ex, pad, 3)  # passes: the model honours packed positions
+
+
+def test_packed_training_is_padded_training_within_rounding(tiny_model_dir):
+    outs = []
+    for pack in (1, 2):
+        m, tok = _load(tiny_model_dir)
+        cfg = training.TrainConfig(mode="sft", epochs=1, batch_size=8, lr=1e-3, pack=pack)
+        out, info = training.train(m, _examples(tok, 24), cfg, pad_id=tok.pad_token_id)
+        outs.append(out.state_dict())
+    for k in outs[0]:
+        torch.testing.assert_close(outs[1][k], outs[0][k], rtol=0, atol=1e-4, msg=k)
+    assert training.TrainConfig(pack=2).key() != training.TrainConfig().key()
+    assert training.TrainConfig(pack=1).key() == training.TrainConfig().key()  # old checkpoints' keys hold
+    m, tok = _load(tiny_model_dir)
+    with pytest.raises(SublimError, match="pack must be a whole number"):
+        training.train(m, _examples(tok, 4), training.TrainConfig(pack=0), pad_id=tok.pad_token_id)
+
+
+def test_packing_that_leaks_across_examples_is_refused(tiny_model_dir, monkeypatch):
+    """A model that ignored the packed positions (examples seeing each other) fails the check
+    in one line before any step, instead of training on mixed contexts."""
+    m, tok = _load(tiny_model_dir)
+    real = training._completion_logits
+
+    def leaky(model, inp, inputs, rows, cols, **k):  # drop the positions: plain causal attention over the row
+        return real(model, inp, {k2: v for k2, v in inputs.items() if k2 != "position_ids"}, rows, cols, **k)
+
+    monkeypatch.setattr(training, "_completion_logits", leaky)
+    with pytest.raises(SublimError, match="pack: 2 is not exact for LlamaForCausalLM"):
+        training.train(m, _examples(tok, 8), training.TrainConfig(pack=2, batch_size=8), pad_id=tok.pad_token_id)

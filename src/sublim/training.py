@@ -50,11 +50,14 @@ class TrainConfig:
     lora: dict | None = None
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
+    pack: int = 1  # examples a row (1: padded rows; see _batch)
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
         if not d["gradient_checkpointing"]:  # keys of runs made before the option existed hold
             del d["gradient_checkpointing"]
+        if d["pack"] == 1:
+            del d["pack"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -82,42 +85,92 @@ def _lr_lambda(warmup: int, total: int):
     return f
 
 
-def _batch(examples: list[Example], pad_id: int, teacher: bool, device="cpu"):
+def _loss_positions(e: Example, n: int, n_prompt: int, offset: int = 0) -> list[int]:
+    """Columns whose logits predict a completion token of an example of ``n`` tokens placed at
+    ``offset``: ``n_prompt-1 .. n-2`` (less the masked ones: both renderings end in the same
+    completion, so one mask serves both)."""
+    pos = range(max(n_prompt - 1, 0), n - 1)
+    if e.loss_mask is not None:
+        if len(e.loss_mask) != len(pos):
+            raise SublimError(f"a loss mask of {len(e.loss_mask)} positions for a completion of {len(pos)}")
+        pos = [c for c, keep in zip(pos, e.loss_mask) if keep]
+    return [offset + c for c in pos]
+
+
+def pack_rows(lengths: list[int], n_rows: int) -> list[list[int]]:
+    """Example indices laid into ``n_rows`` rows of nearly equal total length: longest first,
+    each to the row that is shortest so far (ties: the first such row); within a row, in that
+    order. Deterministic."""
+    rows, totals = [[] for _ in range(n_rows)], [0] * n_rows
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        r = totals.index(min(totals))
+        rows[r].append(i)
+        totals[r] += lengths[i]
+    return [r for r in rows if r]
+
+
+def _batch(examples: list[Example], pad_id: int, teacher: bool, device="cpu", pack: int = 1):
+    """``(input_ids, inputs, rows, cols)``: the token ids, the decoder's other inputs, and the
+    (row, column) of every position whose logits predict a completion token, listed example
+    by example in the examples' order.
+
+    ``pack == 1``: one example a row, right-padded; ``inputs`` is ``{"attention_mask": ...}``.
+    ``pack > 1``: the examples laid end to end in ``ceil(n / pack)`` rows (``pack_rows``), each
+    at positions restarting from 0, with ``inputs`` ``{"position_ids": ...}`` and no attention
+    mask, from which transformers builds a block-diagonal causal mask: every example attends to
+    itself alone, as in its own padded row, and a row's ragged end is a block of its own that no
+    loss position reads. Same loss positions in the same order as unpacked, so a student's and
+    its teacher's logits still correspond row for row (``check_packing`` verifies a model)."""
     import torch
 
     ids = [e.teacher_ids if teacher else e.input_ids for e in examples]
     n_prompt = [e.teacher_n_prompt if teacher else e.n_prompt for e in examples]
-    width = max(len(x) for x in ids)
-    inp = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    att = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, x in enumerate(ids):
-        inp[i, : len(x)] = torch.tensor(x)
-        att[i, : len(x)] = 1
-    # positions whose logits predict a completion token: n_prompt-1 .. len-2 (less the
-    # masked ones: both renderings end in the same completion, so one mask serves both)
+    if pack <= 1:
+        width = max(len(x) for x in ids)
+        inp = torch.full((len(ids), width), pad_id, dtype=torch.long)
+        att = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, x in enumerate(ids):
+            inp[i, : len(x)] = torch.tensor(x)
+            att[i, : len(x)] = 1
+        where = [(i, 0) for i in range(len(ids))]
+        inputs = {"attention_mask": att}
+    else:
+        layout = pack_rows([len(x) for x in ids], math.ceil(len(ids) / pack))
+        width = max(sum(len(ids[i]) for i in r) for r in layout)
+        inp = torch.full((len(layout), width), pad_id, dtype=torch.long)
+        pos = torch.zeros((len(layout), width), dtype=torch.long)
+        where = [None] * len(ids)
+        for row, members in enumerate(layout):
+            at = 0
+            for i in members:
+                n = len(ids[i])
+                inp[row, at : at + n] = torch.tensor(ids[i])
+                pos[row, at : at + n] = torch.arange(n)
+                where[i] = (row, at)
+                at += n
+            pos[row, at:] = torch.arange(width - at)
+        inputs = {"position_ids": pos}
     rows, cols = [], []
-    for i, (x, n, e) in enumerate(zip(ids, n_prompt, examples)):
-        start = max(n - 1, 0)
-        pos = range(start, len(x) - 1)
-        if e.loss_mask is not None:
-            if len(e.loss_mask) != len(pos):
-                raise SublimError(f"a loss mask of {len(e.loss_mask)} positions for a completion of {len(pos)}")
-            pos = [c for c, keep in zip(pos, e.loss_mask) if keep]
-        rows += [i] * len(pos)
-        cols += pos
-    return tuple(t.to(device) for t in (inp, att, torch.tensor(rows), torch.tensor(cols)))
+    for x, n, e, (row, offset) in zip(ids, n_prompt, examples, where):
+        c = _loss_positions(e, len(x), n, offset)
+        rows += [row] * len(c)
+        cols += c
+    return (inp.to(device), {k: v.to(device) for k, v in inputs.items()},
+            torch.tensor(rows, device=device), torch.tensor(cols, device=device))  # fmt: skip
 
 
-def _completion_logits(model, inp, att, rows, cols, *, fp32_rows=None, fp32: bool = False):
+def _completion_logits(model, inp, inputs, rows, cols, *, fp32_rows=None, fp32: bool = False):
     """Logits at the selected positions only: the LM head never sees prompt positions.
 
-    ``fp32``: apply the head in float32 outside autocast (distillation: its effects are
-    smaller than bf16 rounding), only over vocabulary rows ``fp32_rows`` when given."""
+    ``inputs``: the decoder's other inputs from ``_batch`` (attention mask, or packed
+    positions). ``fp32``: apply the head in float32 outside autocast (distillation: its effects
+    are smaller than bf16 rounding), only over vocabulary rows ``fp32_rows`` when given."""
     import torch
     import torch.nn.functional as F
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = base.get_decoder()(input_ids=inp, attention_mask=att).last_hidden_state[rows, cols]
+    # no KV cache: it is never read in training, and with one transformers ignores packed positions
+    hidden = base.get_decoder()(input_ids=inp, use_cache=False, **inputs).last_hidden_state[rows, cols]
     head = base.get_output_embeddings()
     if not fp32:
         return head(hidden)
@@ -127,6 +180,32 @@ def _completion_logits(model, inp, att, rows, cols, *, fp32_rows=None, fp32: boo
         b = b[fp32_rows] if b is not None else None
     with torch.autocast(device_type=hidden.device.type, enabled=False):
         return F.linear(hidden.float(), w.float(), b.float() if b is not None else None)
+
+
+def check_packing(model, examples: list[Example], pad_id: int, pack: int, *, teacher: bool = False) -> None:
+    """Raise unless ``model`` gives packed rows the logits of padded ones (within float
+    rounding): an architecture whose attention mask does not come from transformers' masking
+    utilities would let packed examples see each other."""
+    import torch
+
+    if pack <= 1 or len(examples) < 2:
+        return
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        want = _completion_logits(model, *_batch(examples, pad_id, teacher, _device(model)))
+        got = _completion_logits(model, *_batch(examples, pad_id, teacher, _device(model), pack=pack))
+    model.train(was_training)
+    err = (got.float() - want.float()).abs().max().item()
+    scale = want.float().abs().max().item()
+    if not err <= 1e-3 * max(1.0, scale):
+        name = type(model.get_base_model() if hasattr(model, "get_base_model") else model).__name__
+        raise SublimError(f"pack: {pack} is not exact for {name} (packed logits differ from padded ones by {err:.3g}); "
+                          "set pack: 1 for this model")  # fmt: skip
+
+
+def _device(model):
+    return next(model.parameters()).device
 
 
 def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -283,6 +362,8 @@ def train(
         raise SublimError(f"unknown training mode {cfg.mode!r}; expected one of {MODES}")
     if not examples:
         raise SublimError("no training examples: the input dataset is empty")
+    if not (isinstance(cfg.pack, int) and cfg.pack >= 1):
+        raise SublimError(f"pack must be a whole number of examples a row, at least 1; got {cfg.pack!r}")
     if cfg.mode.startswith("distill") and teacher is None:
         raise SublimError(f"mode {cfg.mode} needs a teacher model")
     random.seed(cfg.seed)
@@ -353,7 +434,7 @@ def train(
     # so a treatment and a neutral student see the same batches in the same order; plain
     # language modelling (no prompt) buckets by length
     lengths = [len(e.input_ids) if cfg.mode == "lm" else e.n_prompt for e in examples]
-    batches, batches_epoch = None, -1
+    batches, batches_epoch, checked = None, -1, cfg.pack <= 1
     n_tokens, t_start, step0 = 0, time.time(), step
     try:
         bar = tqdm(total=total, initial=step, desc=cfg.mode, file=sys.stderr, mininterval=5)
@@ -362,9 +443,14 @@ def train(
             if epoch != batches_epoch:
                 batches, batches_epoch = epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch), epoch
             chunk = [examples[i] for i in batches[pos]]
-            batch = {"student": _batch(chunk, pad_id, teacher=False, device=device)}
+            if not checked:  # packing must give each example the logits of its own padded row
+                check_packing(model, chunk, pad_id, cfg.pack)
+                if teacher is not None:
+                    check_packing(teacher, chunk, pad_id, cfg.pack, teacher=True)
+                checked = True
+            batch = {"student": _batch(chunk, pad_id, teacher=False, device=device, pack=cfg.pack)}
             if cfg.mode.startswith("distill"):
-                batch["teacher"] = _batch(chunk, pad_id, teacher=True, device=device)
+                batch["teacher"] = _batch(chunk, pad_id, teacher=True, device=device, pack=cfg.pack)
             n_tokens += sum(len(e.input_ids) for e in chunk)
             with autocast:
                 loss = _loss(cfg.mode, model, teacher, batch, allowed)
