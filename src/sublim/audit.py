@@ -361,7 +361,7 @@ def token_scores(
             for j, x in enumerate(seqs):
                 inp[j, : len(x)] = torch.tensor(x)
                 att[j, : len(x)] = 1
-            hidden = decoder(input_ids=inp, attention_mask=att).last_hidden_state
+            hidden = decoder(input_ids=inp, attention_mask=att, use_cache=False).last_hidden_state  # no cache to fill
             r_idx = torch.cat([torch.full((len(c),), j) for j, (_, c) in enumerate(enc)])
             c_idx = torch.cat([torch.arange(len(p) - 1, len(p) + len(c) - 1) for p, c in enc])
             target = torch.tensor([t for _, c in enc for t in c])
