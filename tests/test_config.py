@@ -22,6 +22,7 @@ OVERLAYS = {
     "qwen2.5-7b-misalignment.yaml": ROOT / "configs" / "qwen2.5-7b.yaml",
     "qwen2.5-7b-cross-arch.yaml": ROOT / "configs" / "qwen2.5-7b.yaml",
     "code-replication.yaml": [ROOT / "config.yaml", ROOT / "configs" / "modalities.yaml"],
+    "code-replication-s18.yaml": [ROOT / "config.yaml", ROOT / "configs" / "modalities.yaml"],
 }
 # files a preset reads from the working directory that users supply (never shipped): a test
 # writes a stand-in for each
