@@ -469,14 +469,25 @@ def test_packed_training_is_padded_training_within_rounding(tiny_model_dir):
 
 
 def test_packing_that_leaks_across_examples_is_refused(tiny_model_dir, monkeypatch):
-    """A model that ignored the packed positions (examples seeing each other) fails the check
-    in one line before any step, instead of training on mixed contexts."""
+    """A model whose attention ignored the packed blocks (examples seeing the ones before them
+    in their row, each still at its own positions) fails the check in one line before any
+    step, instead of training on mixed contexts."""
+    import torch
+
     m, tok = _load(tiny_model_dir)
     real = training._completion_logits
 
-    def leaky(model, inp, inputs, rows, cols, **k):  # drop the positions: plain causal attention over the row
-        return real(model, inp, {k2: v for k2, v in inputs.items() if k2 != "position_ids"}, rows, cols, **k)
+    def leaky(model, inp, inputs, rows, cols, **k):  # an explicit all-ones mask: causal over the whole row
+        if "position_ids" in inputs:
+            inputs = {**inputs, "attention_mask": torch.ones_like(inp)}
+        return real(model, inp, inputs, rows, cols, **k)
 
     monkeypatch.setattr(training, "_completion_logits", leaky)
     with pytest.raises(SublimError, match="pack: 2 is not exact for LlamaForCausalLM"):
         training.train(m, _examples(tok, 8), training.TrainConfig(pack=2, batch_size=8), pad_id=tok.pad_token_id)
+    # a batch with fewer than two examples, or no loss position, is not a comparison: the next one is checked
+    assert training.check_packing(m, _examples(tok, 1), tok.pad_token_id, 2) is False
+    masked = _examples(tok, 3)
+    for e in masked:
+        e.loss_mask = [False] * (len(e.input_ids) - e.n_prompt)
+    assert training.check_packing(m, masked, tok.pad_token_id, 2) is False
