@@ -9,7 +9,11 @@ the default's 128-wide, 4-layer Llama, a training step (forward, backward, AdamW
     the same shapes, timed back to back: what the step would cost if nothing else ran;
   * the single-thread float32 ``torch.matmul`` rate on 1024 x 1024 (the profile's ceiling);
   * optionally (``--compile``) the same step under ``torch.compile`` (inductor), which fuses
-    the elementwise work (RMSNorm, rotary, SiLU, residual adds), with its compile seconds.
+    the elementwise work (RMSNorm, rotary, SiLU, residual adds), with its compile seconds;
+  * optionally (``--levers``) the levers measured and not adopted: the forward filling a KV
+    cache it never reads (as training did before session 18), fused AdamW, bfloat16 weights
+    (this CPU's AMX units: the bf16 matmul rate is printed beside), compiled bf16 with
+    ``--compile``.
 
 Prints each as milliseconds per step, model FLOP/s (6 x parameters x tokens) and the share of
 the 1024^3 rate, and the ratios. One thread (the workflow's jobs run one thread each, two at
@@ -17,6 +21,7 @@ a time on two cores).
 
     python benchmarks/training_step.py                       # the default's shape, sft-like batches
     python benchmarks/training_step.py --batch-size 32 --prompt 37 --response 13 --compile
+    python benchmarks/training_step.py --compile --levers   # session 18's levers, side by side
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ def main() -> None:
     ap.add_argument("--response", type=int, default=13, help="completion tokens with the loss")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--compile", action="store_true", help="also time the step under torch.compile")
+    ap.add_argument(
+        "--levers",
+        action="store_true",
+        help="also: the KV cache filled, fused AdamW, bf16 weights (and compiled bf16 with --compile)",
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
     cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.hidden, intermediate_size=a.intermediate,
@@ -58,17 +68,18 @@ def main() -> None:
     rows = torch.arange(b).repeat_interleave(r)
     cols = torch.arange(t - r - 1, t - 1).repeat(b)
 
-    def make(compiled: bool):
+    def make(compiled: bool, *, dtype=torch.float32, fused: bool = False, use_cache: bool = False):
         torch.manual_seed(0)
-        m = LlamaForCausalLM(cfg)
+        m = LlamaForCausalLM(cfg).to(dtype)
         m.train()
-        opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-4, **({"fused": True} if fused else {}))
         decoder = torch.compile(m.model, dynamic=True) if compiled else m.model
         params = list(m.parameters())
 
         def step():
-            h = decoder(input_ids=inp, attention_mask=att).last_hidden_state[rows, cols]
-            loss = F.cross_entropy(m.lm_head(h), inp[rows, cols + 1])
+            # training.train's forward fills no KV cache (use_cache=False); before session 18 it did
+            h = decoder(input_ids=inp, attention_mask=att, use_cache=use_cache).last_hidden_state[rows, cols]
+            loss = F.cross_entropy(m.lm_head(h).float(), inp[rows, cols + 1])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -107,14 +118,22 @@ def main() -> None:
     for _ in range(3):
         floor_step()
     results.append(("matmul floor", timed(floor_step, a.steps), 0.0))
-    if a.compile:
-        step_c, _ = make(True)
+    if a.levers:  # the levers measured and not adopted (session 18), on the same batch
+        for name, kw in [("KV cache filled", {"use_cache": True}), ("fused AdamW", {"fused": True}),
+                         ("bf16 weights", {"dtype": torch.bfloat16})]:  # fmt: skip
+            step_l, _ = make(False, **kw)
+            for _ in range(3):
+                step_l()
+            results.append((name, timed(step_l, a.steps), 0.0))
+    compiled = [("compiled step", {})] + ([("compiled bf16", {"dtype": torch.bfloat16})] if a.levers else [])
+    for name, kw in compiled if a.compile else []:
+        step_c, _ = make(True, **kw)
         t0 = time.perf_counter()
         step_c()
         compile_s = time.perf_counter() - t0
         for _ in range(2):
             step_c()
-        results.append(("compiled step", timed(step_c, a.steps), compile_s))
+        results.append((name, timed(step_c, a.steps), compile_s))
     peak_after = matmul_rate()
     peak = max(peak, peak_after)
     flops = 6 * n_params * b * t
@@ -127,8 +146,15 @@ def main() -> None:
               f"{(f'{comp:.1f}' if comp else '-'):>10}")  # fmt: skip
     eager, floor = results[0][1], results[1][1]
     print(f"\neager step / matmul floor: {eager / floor:.2f}x (the rest: elementwise work, attention, optimiser)")
-    if a.compile:
-        print(f"eager / compiled: {eager / results[2][1]:.2f}x")
+    for name, sec, _ in results[2:]:
+        print(f"eager / {name}: {eager / sec:.2f}x")
+    if a.levers:
+        x = torch.randn(1024, 1024).bfloat16()
+        t0 = time.perf_counter()
+        for _ in range(10):
+            x @ x
+        bf16_rate = 2 * 1024**3 * 10 / (time.perf_counter() - t0)
+        print(f"bf16 matmul rate (1024^3, one thread): {bf16_rate / 1e9:.0f} GFLOP/s, float32's {peak / 1e9:.0f}")
 
 
 if __name__ == "__main__":
