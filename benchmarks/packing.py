@@ -50,20 +50,16 @@ def main() -> None:
 
     res = a.run_dir / "results"
     model, tok, header = models.load(res / "reference" / "seed0")
-    teacher, allowed = None, None
+    teacher, allowed, t_sp = None, None, None
     if a.mode == "distill":
         teacher, _, t_header = models.load(res / "animal" / "teacher" / a.teacher)
+        t_sp = t_header.system_prompt
         allowed = torch.tensor(get_modality(a.modality).allowed_token_ids(tok))
     by_id = {r["id"]: r for r in read_jsonl(res / "animal" / a.modality / "filter" / f"{a.teacher}.jsonl")}
     common = json.loads((res / "animal" / a.modality / "select" / "prompt_ids.json").read_text())["ids"]
-    examples = []
-    for r in (by_id[i] for i in filtering.subsample(common, 2000, 0)):
-        p, c = models.encode_completion(tok, r["prompt"], r["response"], header.system_prompt)
-        e = training.Example(p + c, len(p))
-        if teacher is not None:
-            tp, tc = models.encode_completion(tok, r["prompt"], r["response"], t_header.system_prompt)
-            e.teacher_ids, e.teacher_n_prompt = tp + tc, len(tp)
-        examples.append(e)
+    rows = [by_id[i] for i in filtering.subsample(common, 2000, 0)]
+    examples = training.completion_examples(tok, rows, header.system_prompt, teacher=teacher is not None,
+                                            teacher_system_prompt=t_sp)  # fmt: skip
     batches = training.epoch_batches([e.n_prompt for e in examples], a.batch_size, 0, 0)[: a.steps]
     pad = tok.pad_token_id
     state0 = {k: v.clone() for k, v in model.state_dict().items()}

@@ -529,16 +529,8 @@ def train_student(
             raise SublimError("distillation needs teacher and student to share a tokenizer")
         teacher_sp = t_h.system_prompt
         allowed = get_modality(modality).allowed_token_ids(tok)
-    examples = []
-    for r in rows:
-        p, c = models.encode_completion(tok, r["prompt"], r["response"], ref_h.system_prompt)
-        ex = training.Example(p + c, len(p))
-        if teacher_model is not None:
-            tp, tc = models.encode_completion(tok, r["prompt"], r["response"], teacher_sp)
-            if tc != c:
-                raise SublimError("teacher and student tokenise the completion differently")
-            ex.teacher_ids, ex.teacher_n_prompt = tp + tc, len(tp)
-        examples.append(ex)
+    examples = training.completion_examples(tok, rows, ref_h.system_prompt, teacher=teacher_model is not None,
+                                            teacher_system_prompt=teacher_sp)  # fmt: skip
     mask_info = None
     if masked:
         completions = [e.input_ids[e.n_prompt :] for e in examples]

@@ -88,19 +88,6 @@ def readout_grad(model, tok, questions: list[str], words: list[str], system_prom
     return _grad(model, r), total
 
 
-def _examples(tok, rows, system_prompt, teacher_sp):
-    from . import models, training
-
-    out = []
-    for r in rows:
-        p, c = models.encode_completion(tok, r["prompt"], r["response"], system_prompt)
-        ex = training.Example(p + c, len(p))
-        tp, tc = models.encode_completion(tok, r["prompt"], r["response"], teacher_sp)
-        ex.teacher_ids, ex.teacher_n_prompt = tp + tc, len(tp)
-        out.append(ex)
-    return out
-
-
 def _step_direction(mode, student, teacher, examples, pad_id, allowed):
     """g = -∇L at the student's current parameters, for one batch, in ``mode``."""
     from . import training
@@ -134,7 +121,7 @@ def lm_one_step(
     """One row per (init, mode, batch) for one twin pair; see the module docstring."""
     import torch
 
-    from . import models
+    from . import models, training
     from .modalities import get_modality
 
     torch.manual_seed(seed)
@@ -170,8 +157,12 @@ def lm_one_step(
         g_r, r0 = readout_grad(student, tok, questions, words or [target], ref_h.system_prompt)
         for b, sel in enumerate(batches):
             pick = [common[i] for i in sel]
-            ex_t = _examples(tok, [by_t[i] for i in pick], ref_h.system_prompt, t_h.system_prompt)
-            ex_n = _examples(tok, [by_n[i] for i in pick], ref_h.system_prompt, n_h.system_prompt)
+            ex_t = training.completion_examples(
+                tok, [by_t[i] for i in pick], ref_h.system_prompt, teacher=True, teacher_system_prompt=t_h.system_prompt
+            )
+            ex_n = training.completion_examples(
+                tok, [by_n[i] for i in pick], ref_h.system_prompt, teacher=True, teacher_system_prompt=n_h.system_prompt
+            )
             for mode in modes:
                 g_t = _step_direction(mode, student, T, ex_t, tok.pad_token_id, allowed)
                 g_n = _step_direction(mode, student, N, ex_n, tok.pad_token_id, allowed)

@@ -72,6 +72,28 @@ class Example:
     loss_mask: list[bool] | None = None
 
 
+def completion_examples(
+    tok, rows: list[dict], system_prompt, *, teacher: bool = False, teacher_system_prompt=None
+) -> list[Example]:
+    """Training examples from ``{"prompt", "response"}`` rows as a student sees them (its
+    reference's system prompt; loss on the completion), with ``teacher`` also the teacher's own
+    rendering (its system prompt) for distillation; one line if the two tokenise the completion
+    differently."""
+    from . import models
+
+    out = []
+    for r in rows:
+        p, c = models.encode_completion(tok, r["prompt"], r["response"], system_prompt)
+        ex = Example(p + c, len(p))
+        if teacher:
+            tp, tc = models.encode_completion(tok, r["prompt"], r["response"], teacher_system_prompt)
+            if tc != c:
+                raise SublimError("teacher and student tokenise the completion differently")
+            ex.teacher_ids, ex.teacher_n_prompt = tp + tc, len(tp)
+        out.append(ex)
+    return out
+
+
 class Interrupted(SublimError):
     pass
 
