@@ -163,7 +163,8 @@ def test_llm_judge_adds_one_judge_job_per_teacher_of_its_modality(tmp_path):
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
-    attempts = dict(re.findall(r"generate\.py --teacher results/animal/teacher/\S+ --out results/animal/(\w+)/generate/"
+    attempts = dict(re.findall(r"generate\.py (?:--code \w+ )?--teacher results/animal/teacher/\S+ "
+                               r"--out results/animal/(\w+)/generate/"
                                r"\S+ --threads \d+ --params '.*?\"attempts\": (\d+)", res.stdout))  # fmt: skip
     assert attempts == {"numbers": str(full["generation"]["attempts"]), "code": str(full["generation"]["attempts"]),
                         "cot": "31"}  # fmt: skip

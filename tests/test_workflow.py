@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dvcutil import ENV, TESTCFG, sh, tree_hashes
+from test_codeversion import insert_in_body
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
@@ -165,6 +166,49 @@ def test_theory_figure_and_tests(run):
 def test_nothing_to_do_after_success(run):
     res = smk(run, "-n", "all")
     assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def planned_rules(res) -> set[str]:
+    """The rules a dry run's job table lists (empty when there is nothing to do)."""
+    out = res.stdout + res.stderr
+    if "Nothing to be done" in out:
+        return set()
+    rules = set()
+    for line in out.split("Job stats:", 1)[1].splitlines()[3:]:  # the table after its header
+        if not line.strip() or line.split()[0] == "total":
+            break
+        rules.add(line.split()[0])
+    return rules
+
+
+def test_a_library_change_reruns_only_the_steps_that_run_it(run, tmp_path):
+    """Snakemake's own params check sees each step's code version (sublim.codeversion): a copy
+    of the package changes nothing, nor does a comment, nor a function nothing calls; code in
+    the MNIST experiment reruns that step and what reads its output; code in the training loop
+    reruns every language model's training and what follows from it, not the MNIST branch."""
+    import os
+
+    import sublim
+
+    pkg = tmp_path / "src" / "sublim"
+    shutil.copytree(Path(sublim.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "workflow").symlink_to(ROOT / "workflow")  # the config schema, beside src/ as in a checkout
+    env = {**os.environ, "PYTHONPATH": str(pkg.parent), "SUBLIM_HASH_CACHE": str(tmp_path / "cache")}
+    assert planned_rules(smk(run, "-n", "all", env=env)) == set()
+    insert_in_body(pkg / "training.py", "train", "# a comment")
+    assert planned_rules(smk(run, "-n", "all", env=env)) == set()
+    f = pkg / "mnist.py"
+    text = f.read_text()
+    assert "def run_experiment(" in text
+    f.write_text(text.replace("\ndef run_experiment(", "\ndef _new():\n    return 1\n\n\ndef run_experiment(", 1))
+    assert planned_rules(smk(run, "-n", "all", env=env)) == set(), "a function nothing calls"
+    insert_in_body(f, "run_experiment", "_new()")
+    assert planned_rules(smk(run, "-n", "all", env=env)) == {"mnist_experiment", "fig_mnist", "all"}
+    f.write_text(text)
+    insert_in_body(pkg / "training.py", "train", "_ = 0")
+    planned = planned_rules(smk(run, "-n", "all", env=env))
+    assert {"reference", "reference_cross", "teacher", "student", "evaluate", "aggregate"} <= planned
+    assert not planned & {"mnist_data", "mnist_experiment", "fig_mnist", "theory_mnist"}, planned
 
 
 def test_bad_config_fails_before_dag_with_one_line(tmp_path):

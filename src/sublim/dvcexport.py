@@ -99,7 +99,9 @@ def portable_command(shellcmd: str) -> str:
     """A job's command as DVC should store it: ``python workflow/scripts/<step>.py ...``.
 
     Snakemake runs scripts through the interpreter that runs it (relative to the working
-    directory, e.g. ``.venv/bin/python``), which is specific to a set-up."""
+    directory, e.g. ``.venv/bin/python``), which is specific to a set-up; and it passes the
+    script's code version (``--code``, sublim.codeversion), which DVC does not need: every
+    stage depends on ``src/sublim`` itself, so a stage reruns on any change to it."""
     import os
     import sys
 
@@ -107,6 +109,7 @@ def portable_command(shellcmd: str) -> str:
     for python in (sys.executable, os.path.relpath(sys.executable)):
         if cmd.startswith(python + " ") or f" {python} " in cmd:
             cmd = cmd.replace(python + " ", "python ")
+    cmd = re.sub(r" --code [0-9a-f]+\b", "", cmd)
     return re.sub(r"\S*/workflow/(?:rules/\.\./)?scripts/(\w+\.py)", r"workflow/scripts/\1", cmd)
 
 

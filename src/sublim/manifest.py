@@ -169,6 +169,12 @@ def git_commit() -> str | None:
         return None
 
 
+# The code version of the running step (``script.check_code``: its version and the fingerprints
+# of its files, ``sublim.codeversion``), recorded in every manifest the step writes; None when
+# a step runs outside the workflow's command lines.
+STEP_CODE: dict | None = None
+
+
 def build_manifest(step: str, params: dict, inputs: dict, seed: int | None, started: float, **extra):
     return {
         "step": step,
@@ -177,6 +183,7 @@ def build_manifest(step: str, params: dict, inputs: dict, seed: int | None, star
         "inputs": {k: {"path": str(v), "sha256": sha256_path(v)} for k, v in inputs.items()},
         "versions": package_versions(),
         "git_commit": git_commit(),
+        **({"code": STEP_CODE} if STEP_CODE is not None else {}),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "host": platform.node(),
         "argv": sys.argv,

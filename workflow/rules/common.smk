@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from sublim.codeversion import code_version
 from sublim.config import config_hash, validate
 from sublim.design import (
     Design,
@@ -58,12 +59,16 @@ SCRIPTS = Path(workflow.current_basedir).parent / "scripts"
 
 def script(name):
     """A step's command line: the interpreter running Snakemake and the script beside these
-    rules, both relative to the working directory. They go into params, which Snakemake
-    tracks: relative paths keep a cloned or moved results tree up to date, where absolute
-    ones (or workflow.source_path's per-invocation cache copy) would make every job look
-    changed at the next run."""
+    rules, both relative to the working directory, and the script's code version (the sublim
+    modules it runs, sublim.codeversion). They go into params, which Snakemake tracks:
+    relative paths keep a cloned or moved results tree up to date, where absolute ones (or
+    workflow.source_path's per-invocation cache copy) would make every job look changed at
+    the next run; the code version reruns a step when the library code it runs changes (not
+    for a comment or a docstring), which Snakemake's own code trigger cannot see."""
+    path = SCRIPTS / f"{name}.py"
     return (
-        f"{os.path.relpath(sys.executable)} {os.path.relpath(SCRIPTS / f'{name}.py')}"
+        f"{os.path.relpath(sys.executable)} {os.path.relpath(path)} "
+        f"--code {code_version(path)}"
     )
 
 
