@@ -105,12 +105,6 @@ def _package_of(path: Path) -> str | None:
     return ".".join((PACKAGE, *rel.parent.parts))
 
 
-def _dotted(path: Path) -> str:
-    rel = path.resolve().relative_to(ROOT)
-    parts = rel.parent.parts if rel.name == "__init__.py" else (*rel.parent.parts, rel.stem)
-    return ".".join((PACKAGE, *parts))
-
-
 def _bindings(node: ast.Import | ast.ImportFrom, pkg: str | None) -> dict[str, tuple[str, str | None]]:
     """{bound name: (module, attribute or None)} of one import statement, for sublim modules:
     (M, None) binds module M itself, (M, x) binds M's attribute x. ``import sublim.x.y`` binds
@@ -331,11 +325,6 @@ def closure_slices(script: str | Path) -> dict[Path, set[int] | None]:
             if _counts(d) and d.suffix != ".py":
                 out.setdefault(d, None)
     return out
-
-
-def closure(script: str | Path) -> list[Path]:
-    """The files a step's code version covers, sorted (some of them in part: closure_slices)."""
-    return sorted(closure_slices(script))
 
 
 def _docstring_lines(tree: ast.AST, lines: list[str]) -> set[int]:
